@@ -1,0 +1,47 @@
+# srlearn: every target sets up .venv on first use.
+#   make lab        JupyterLab on notebooks/ (the main job)
+#   make test       the whole test suite, notebooks and browser test included (what CI runs)
+#   make replicate  every registered replication, headless, in the mode that fits this machine
+#
+# Which PyTorch goes into .venv:
+#   - no NVIDIA GPU: torch==2.13.0, the CPU build (on the project's machines a local wheel; nothing
+#     multi-GB is downloaded). Elsewhere, on Linux without a GPU, add the CPU index:
+#       make test TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+#   - an NVIDIA GPU (nvidia-smi works): torch>=2.2 from PyPI, whose Linux wheels are CUDA builds.
+#     For a particular CUDA version: make lab TORCH_SPEC="torch>=2.2" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu126"
+#   - a torch you already have: make test VENV_FLAGS=--system-site-packages TORCH_SPEC="torch"
+PYTHON      ?= python3
+VENV        ?= .venv
+VENV_FLAGS  ?=
+HAS_GPU     := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_SPEC  ?= $(if $(HAS_GPU),torch>=2.2,torch==2.13.0)
+TORCH_INDEX ?=
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.srlearn-installed
+LAB_PORT    ?= 8888
+LAB_FLAGS   ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+PYTEST_ARGS ?=
+
+.PHONY: lab test replicate venv clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_INDEX)
+	$(PY) -m pip install --quiet -e ".[test]"
+	@$(PY) -c "import torch, srlearn; print('srlearn', srlearn.__version__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"
+	@touch $@
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(LAB_PORT) $(LAB_FLAGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+replicate: $(STAMP)
+	$(VENV)/bin/srlearn replicate all --mode auto --out runs
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,6 @@
+"""One file per architecture, all registered in one place: ``build(name, preset, **overrides)``."""
+from .registry import build, build_from_spec, get_spec, list_models, register
+from . import bicubic as _bicubic  # noqa: F401  (registers "bicubic")
+from . import edsr as _edsr  # noqa: F401  (registers "edsr")
+
+__all__ = ["build", "build_from_spec", "get_spec", "list_models", "register"]

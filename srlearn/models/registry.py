@@ -1,0 +1,61 @@
+"""The model registry: ``build(name, preset="paper" | "mini", **overrides)``.
+
+Each architecture module registers a builder with named presets (torchvision/timm style). A built model
+remembers how it was built (``model.srlearn_spec``) so a checkpoint can rebuild it without the caller
+repeating the arguments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    builder: Callable[..., nn.Module]
+    presets: dict[str, dict] = field(default_factory=dict)
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, presets: dict[str, dict], description: str = ""):
+    """Decorator: register ``builder`` under ``name`` with its presets (each a dict of keyword args)."""
+    def deco(builder):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelSpec(name, builder, dict(presets), description or (builder.__doc__ or "").strip().split("\n")[0])
+        return builder
+    return deco
+
+
+def list_models() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
+
+
+def build(name: str, preset: str = "paper", **overrides) -> nn.Module:
+    """Build model ``name`` from ``preset`` with keyword ``overrides`` (e.g. ``scale=4``)."""
+    spec = get_spec(name)
+    if preset not in spec.presets:
+        raise KeyError(f"model {name!r} has no preset {preset!r}; presets: {', '.join(spec.presets)}")
+    kwargs = {**spec.presets[preset], **overrides}
+    model = spec.builder(**kwargs)
+    model.srlearn_spec = {"name": name, "preset": preset, "kwargs": kwargs}
+    return model
+
+
+def build_from_spec(spec: dict) -> nn.Module:
+    """Rebuild a model from a ``model.srlearn_spec`` dictionary (as stored in checkpoints)."""
+    return build(spec["name"], spec.get("preset", "paper"), **spec.get("kwargs", {}))
