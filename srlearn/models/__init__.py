@@ -2,5 +2,7 @@
 from .registry import build, build_from_spec, get_spec, list_models, register
 from . import bicubic as _bicubic  # noqa: F401  (registers "bicubic")
 from . import edsr as _edsr  # noqa: F401  (registers "edsr")
+from . import rcan as _rcan  # noqa: F401  (registers "rcan")
+from . import san as _san  # noqa: F401  (registers "san")
 
 __all__ = ["build", "build_from_spec", "get_spec", "list_models", "register"]

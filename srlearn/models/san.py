@@ -96,7 +96,8 @@ class SAN(nn.Module):
 
 @register("san", presets={
     "paper": {"scale": 2, "n_resgroups": 20, "n_resblocks": 10, "n_feats": 64, "reduction": 16},
-    # papers.md §6.1's "SAN-mini" for the one-GPU replication (official code: 1,523,152 params at x2).
+    # papers.md §6.1's "SAN-mini" for the one-GPU replication: official code 1,523,152 params at x2 [R],
+    # ours 1,485,100 = that - 24 - 36,928 - 4 (per-group gammas) - 1,096 (as for the paper preset).
     "small": {"scale": 2, "n_resgroups": 4, "n_resblocks": 4, "n_feats": 64, "reduction": 16},
     # A few hundred steps on 48x48 patches in a minute or two on a 2-core CPU.
     "mini": {"scale": 2, "n_resgroups": 2, "n_resblocks": 3, "n_feats": 32, "reduction": 8},

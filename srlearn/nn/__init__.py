@@ -1,4 +1,13 @@
-"""Building blocks, one file per idea; each docstring cites the equation it implements."""
-from .common import DIV2K_RGB_MEAN, MeanShift, ResBlock, Upsampler, conv, conv3x3, count_parameters
+"""Building blocks, one file per idea; each docstring cites the equation it implements.
 
-__all__ = ["DIV2K_RGB_MEAN", "MeanShift", "ResBlock", "Upsampler", "conv", "conv3x3", "count_parameters"]
+- ``common``: conv helpers, the input mean shift (a buffer), EDSR's residual block, the sub-pixel up-sampler.
+- ``attention``: first-order (SE, RCAN's CA) and second-order (SAN's SOCA) channel attention, side by side.
+- ``non_local``: the embedded-Gaussian non-local block and SAN's region-level version.
+"""
+from .attention import ATTENTION_KINDS, SE, SOCA, channel_attention, covariance_pool, sqrtm_newton_schulz
+from .common import DIV2K_RGB_MEAN, MeanShift, ResBlock, Upsampler, conv, conv3x3, count_parameters
+from .non_local import NonLocalBlock2d, RegionNonLocal, region_bounds
+
+__all__ = ["DIV2K_RGB_MEAN", "MeanShift", "ResBlock", "Upsampler", "conv", "conv3x3", "count_parameters",
+           "SE", "SOCA", "ATTENTION_KINDS", "channel_attention", "covariance_pool", "sqrtm_newton_schulz",
+           "NonLocalBlock2d", "RegionNonLocal", "region_bounds"]
