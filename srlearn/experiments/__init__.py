@@ -1,0 +1,7 @@
+"""Replications: arms × seeds × budget (quick | full), ``results.json`` and ``report.md``."""
+from .core import (Arm, Budget, Comparison, Experiment, evaluate_model, get_experiment, list_experiments,
+                   load_results, register_experiment, run, run_arm, super_resolve, verdict)
+from . import sr_basics as _sr_basics  # noqa: F401  (registers "sr-basics")
+
+__all__ = ["Arm", "Budget", "Comparison", "Experiment", "evaluate_model", "get_experiment", "list_experiments",
+           "load_results", "register_experiment", "run", "run_arm", "super_resolve", "verdict"]

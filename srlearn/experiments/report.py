@@ -1,0 +1,59 @@
+"""``report.md`` and its figures for a results dict written by :func:`srlearn.experiments.run`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def results_rows(results: dict) -> list[dict]:
+    """Per arm and seed rows (the baseline first), as :func:`srlearn.viz.results_table` takes them."""
+    base = results["baseline"]
+    rows = [{"arm": "bicubic", "seed": 0, "psnr": base["psnr"], "ssim": base["ssim"], "params": 0}]
+    rows += [{k: r[k] for k in ("arm", "seed", "psnr", "ssim", "params")} for r in results["runs"]]
+    return rows
+
+
+def write_report(results: dict, out_dir: str | os.PathLike) -> Path:
+    """Write ``report.md`` (table, verdicts, learning curves) into ``out_dir``; return its path."""
+    import matplotlib
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..viz import plot_history, results_table
+
+    out = Path(out_dir)
+    table = results_table(results_rows(results), baseline="bicubic", protocol=results["protocol"])
+    histories: dict[str, list[dict]] = {}
+    for r in results["runs"]:
+        if r.get("history"):
+            histories.setdefault(r["arm"], []).append(r["history"])
+    figures = []
+    if histories:
+        for metric, fname in (("loss", "curves_loss.png"), ("val_psnr", "curves_psnr.png")):
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            plot_history(histories, metric=metric, ax=ax,
+                         baseline=results["baseline"]["psnr"] if metric == "val_psnr" else None)
+            fig.tight_layout()
+            fig.savefig(out / fname, dpi=110)
+            plt.close(fig)
+            figures.append(fname)
+    lines = [f"# {results['experiment']} ({results['mode']} mode)", "", results.get("description", ""), "",
+             f"- device: {results['device']}; torch {results['torch']}; commit {results['commit']}",
+             f"- seeds: {results['seeds']}; scale ×{results['scale']}; wall time {results['wall_seconds']:.0f} s",
+             f"- protocol: {results['protocol']}; held-out images: {', '.join(results['validation_images'])}",
+             "", "## Results", "", table.to_markdown(), "", "## Verdicts", ""]
+    if results.get("verdicts"):
+        lines += ["| claim | better | worse | Δ PSNR (dB) | ± s.e. | verdict |", "|---|---|---|---|---|---|"]
+        for v in results["verdicts"]:
+            lines.append(f"| {v['claim']} | {v['better']} | {v['worse']} | {v['delta_psnr']:+.3f} | "
+                         f"{v['stderr']:.3f} | {v['verdict']} |")
+    else:
+        lines.append("(no comparisons registered)")
+    for f in figures:
+        lines += ["", f"![{f}]({f})"]
+    path = out / "report.md"
+    tmp = path.with_name(f".report.md.tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
