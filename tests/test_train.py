@@ -345,3 +345,47 @@ def test_worker_processes_draw_the_same_batches():
     hb = train(b, data, cfg(steps=3, seed=5, num_workers=2))
     assert ha.loss == hb.loss
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+class _RefModel(torch.nn.Module):
+    """Output = nearest-upsampled LR + w * reference: only learnable through the extra input."""
+    scale = 2
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, lr, ref):
+        return torch.nn.functional.interpolate(lr, scale_factor=2, mode="nearest") + self.w * ref
+
+
+class _RefPairs(torch.utils.data.Dataset):
+    def __init__(self, n=8):
+        g = torch.Generator().manual_seed(0)
+        self.items = []
+        for _ in range(n):
+            lr = torch.rand(3, 4, 4, generator=g) * 0.5
+            ref = torch.rand(3, 8, 8, generator=g) * 0.5
+            hr = torch.nn.functional.interpolate(lr[None], scale_factor=2, mode="nearest")[0] + 0.7 * ref
+            self.items.append((lr, hr, ref))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_extra_inputs_reach_the_model_in_training_and_validation():
+    """Items (lr, hr, ref) train model(lr, ref); validation items (name, lr, hr, ref) call it the same way."""
+    torch.manual_seed(0)
+    model = _RefModel()
+    data = _RefPairs()
+    lr, hr, ref = data[0]
+    to_u8 = lambda t: (t.permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8).numpy()
+    val = [("a", to_u8(lr), to_u8(hr), to_u8(ref))]
+    before = validate(model, val)["a"]
+    hist = train(model, data, TrainConfig(steps=60, batch_size=4, lr=0.05, schedule="none", val_every=0,
+                                          progress=False, device="cpu"), val_data=val)
+    assert abs(model.w.item() - 0.7) < 0.1, model.w.item()
+    assert hist.val_psnr[-1] > before + 3

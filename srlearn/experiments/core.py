@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -66,6 +67,15 @@ class Comparison:
 
 @dataclass
 class Experiment:
+    """A replication. The defaults are single-image SR with the package's offline images; a paper whose
+    task differs (denoising, reference-based SR) supplies its own data and evaluation through the hooks:
+
+    * ``make_train_data(exp, budget, seed)`` -> a Dataset of ``(lr, hr, *extra)`` items (see ``srlearn.train``);
+    * ``make_val_data(exp, budget)`` -> a list of ``(name, lr_uint8, hr_uint8, *extra_uint8)``;
+    * ``baseline_model(exp)`` -> the parameter-free model every table starts with (default: bicubic);
+      ``baseline_name`` names its row.
+    Evaluation always runs the model on each validation item and scores it with the protocol.
+    """
     name: str
     description: str
     scale: int
@@ -74,6 +84,11 @@ class Experiment:
     comparisons: list[Comparison] = field(default_factory=list)
     train_images: str = "train"
     notebook: str = ""
+    make_train_data: Callable | None = None
+    make_val_data: Callable | None = None
+    baseline_model: Callable | None = None
+    baseline_name: str = "bicubic"
+    crop: int | None = None   # border shaved before scoring; None: the scale (the SR protocol)
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -105,22 +120,28 @@ def get_experiment(name: str) -> Experiment:
 
 # --------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def super_resolve(model: torch.nn.Module, lr_uint8: np.ndarray, device=None) -> np.ndarray:
-    """Run ``model`` on one uint8 HxWx3 LR image; return the uint8 SR image (clamped, rounded half up)."""
+def super_resolve(model: torch.nn.Module, lr_uint8: np.ndarray, *extra_uint8, device=None) -> np.ndarray:
+    """Run ``model`` on one uint8 HxWx3 LR image (and any extra uint8 inputs, e.g. a reference);
+    return the uint8 SR image (clamped, rounded half up)."""
     device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
-    x = to_tensor(lr_uint8).unsqueeze(0).to(device)
-    return to_uint8(model(x)[0].float().cpu())
+    inputs = [to_tensor(np.asarray(a)).unsqueeze(0).to(device) for a in (lr_uint8, *extra_uint8)]
+    return to_uint8(model(*inputs)[0].float().cpu())
 
 
-def evaluate_model(model: torch.nn.Module, pairs, scale: int, device=None) -> dict:
-    """Y-PSNR / SSIM (shave = scale) of ``model`` on ``(name, lr, hr)`` uint8 pairs: per image and mean."""
+def evaluate_model(model: torch.nn.Module, pairs, scale: int, device=None, crop: int | None = None) -> dict:
+    """Y-PSNR / SSIM of ``model`` on ``(name, lr, hr, *extra)`` uint8 items: per image and mean.
+
+    ``crop`` (the shaved border) defaults to ``scale``, the SR protocol; a same-size task such as
+    denoising passes ``scale=1`` and chooses its crop (0 by its own protocol).
+    """
+    crop = scale if crop is None else crop
     images = []
-    for name, lr, hr in pairs:
-        sr = super_resolve(model, lr, device)
+    for name, lr, hr, *extra in pairs:
+        sr = super_resolve(model, lr, *extra, device=device)
         if sr.shape != hr.shape:
             raise ValueError(f"{name}: SR shape {sr.shape} != HR shape {hr.shape}; is the model's scale {scale}?")
-        images.append({"name": name, "psnr": psnr(sr, hr, crop=scale), "ssim": ssim(sr, hr, crop=scale)})
+        images.append({"name": name, "psnr": psnr(sr, hr, crop=crop), "ssim": ssim(sr, hr, crop=crop)})
     mean = {k: float(np.mean([im[k] for im in images])) for k in ("psnr", "ssim")}
     return {"images": images, "mean": mean, "protocol": protocol(scale)}
 
@@ -159,10 +180,13 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
     dev = _env.device(device) if not isinstance(device, torch.device) else device
     _env.seed_everything(seed)
     model = build(arm.model, arm.preset, scale=exp.scale, **arm.overrides)
-    names = train_images if train_images is not None else list_images(exp.train_images)
-    data = PairedPatchDataset(names, scale=exp.scale, lr_patch=budget.lr_patch,
-                              length=budget.steps * budget.batch_size, seed=seed)
-    pairs = val_pairs if val_pairs is not None else validation_pairs(exp.scale, max_size=budget.val_max_size)
+    if exp.make_train_data is not None:
+        data = exp.make_train_data(exp, budget, seed)
+    else:
+        names = train_images if train_images is not None else list_images(exp.train_images)
+        data = PairedPatchDataset(names, scale=exp.scale, lr_patch=budget.lr_patch,
+                                  length=budget.steps * budget.batch_size, seed=seed)
+    pairs = val_pairs if val_pairs is not None else _val_data(exp, budget)
     cfg_kwargs = {"steps": budget.steps, "batch_size": budget.batch_size, "seed": seed,
                   "val_every": budget.val_every, "progress": progress, "device": str(dev),
                   **budget.train, **arm.train}
@@ -186,11 +210,21 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
             state = load_checkpoint(ckpt)
             model.load_state_dict(state.get("ema") or state["model"])
     model.to(dev)
-    ev = evaluate_model(model, pairs, exp.scale, dev)
+    ev = evaluate_model(model, pairs, exp.scale, dev, crop=exp.crop)
     return {"arm": arm.name, "seed": seed, "model": arm.model, "preset": arm.preset,
             "overrides": arm.overrides, "params": count_parameters(model),
             "psnr": ev["mean"]["psnr"], "ssim": ev["mean"]["ssim"], "images": ev["images"],
             "train_seconds": time.perf_counter() - t0, "history": history}
+
+
+def _val_data(exp: Experiment, budget: Budget) -> list:
+    if exp.make_val_data is not None:
+        return exp.make_val_data(exp, budget)
+    return validation_pairs(exp.scale, max_size=budget.val_max_size)
+
+
+def _baseline_model(exp: Experiment) -> torch.nn.Module:
+    return exp.baseline_model(exp) if exp.baseline_model is not None else build("bicubic", scale=exp.scale)
 
 
 def verdict(rows: list[dict], comparison: Comparison) -> dict:
@@ -237,14 +271,14 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pairs = validation_pairs(exp.scale, max_size=budget.val_max_size)
-    train_names = list_images(exp.train_images)
-    baseline = evaluate_model(build("bicubic", scale=exp.scale), pairs, exp.scale, torch.device("cpu"))
+    pairs = _val_data(exp, budget)
+    train_names = list_images(exp.train_images) if exp.make_train_data is None else None
+    baseline = evaluate_model(_baseline_model(exp), pairs, exp.scale, torch.device("cpu"), crop=exp.crop)
     chosen = [exp.arm(a) for a in arms] if arms else exp.arms
     rows = [run_arm(exp, arm, seed, mode, out_dir, dev, progress, train_names, pairs)
             for arm in chosen for seed in range(n_seeds)]
     # the baseline is deterministic: one row per seed with zero spread, so verdicts against it work
-    base_rows = [{"arm": "bicubic", "seed": s, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
+    base_rows = [{"arm": exp.baseline_name, "seed": s, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
                   "params": 0} for s in range(n_seeds)]
     results = {
         "version": RESULTS_VERSION, "experiment": exp.name, "description": exp.description,
@@ -252,7 +286,7 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
         "device": device_name(dev), "torch": torch.__version__, "commit": _commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "protocol": protocol(exp.scale), "validation_images": [p[0] for p in pairs],
-        "baseline": {"arm": "bicubic", "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
+        "baseline": {"arm": exp.baseline_name, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
                      "images": baseline["images"]},
         "runs": rows,
         "verdicts": [verdict(rows + base_rows, c) for c in exp.comparisons

@@ -8,22 +8,18 @@ from pathlib import Path
 def results_rows(results: dict) -> list[dict]:
     """Per arm and seed rows (the baseline first), as :func:`srlearn.viz.results_table` takes them."""
     base = results["baseline"]
-    rows = [{"arm": "bicubic", "seed": 0, "psnr": base["psnr"], "ssim": base["ssim"], "params": 0}]
+    rows = [{"arm": base.get("arm", "bicubic"), "seed": 0, "psnr": base["psnr"], "ssim": base["ssim"], "params": 0}]
     rows += [{k: r[k] for k in ("arm", "seed", "psnr", "ssim", "params")} for r in results["runs"]]
     return rows
 
 
 def write_report(results: dict, out_dir: str | os.PathLike) -> Path:
     """Write ``report.md`` (table, verdicts, learning curves) into ``out_dir``; return its path."""
-    import matplotlib
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..viz import plot_history, results_table
+    from ..viz import plot_history, results_table   # figures made without pyplot: no backend is touched
 
     out = Path(out_dir)
-    table = results_table(results_rows(results), baseline="bicubic", protocol=results["protocol"])
+    table = results_table(results_rows(results), baseline=results["baseline"].get("arm", "bicubic"),
+                          protocol=results["protocol"])
     histories: dict[str, list[dict]] = {}
     for r in results["runs"]:
         if r.get("history"):
@@ -31,12 +27,9 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> Path:
     figures = []
     if histories:
         for metric, fname in (("loss", "curves_loss.png"), ("val_psnr", "curves_psnr.png")):
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            plot_history(histories, metric=metric, ax=ax,
-                         baseline=results["baseline"]["psnr"] if metric == "val_psnr" else None)
-            fig.tight_layout()
-            fig.savefig(out / fname, dpi=110)
-            plt.close(fig)
+            fig = plot_history(histories, metric=metric,
+                               baseline=results["baseline"]["psnr"] if metric == "val_psnr" else None)
+            fig.savefig(out / fname, dpi=110, bbox_inches="tight")
             figures.append(fname)
     lines = [f"# {results['experiment']} ({results['mode']} mode)", "", results.get("description", ""), "",
              f"- device: {results['device']}; torch {results['torch']}; commit {results['commit']}",

@@ -77,7 +77,8 @@ def train(model: nn.Module, train_set: Dataset, config: TrainConfig | dict, val_
     """Train ``model`` in place on ``train_set`` and return its ``History``.
 
     model      takes RGB float NCHW in [0, 1], returns NCHW at ``model.scale`` x the size.
-    train_set  a map-style Dataset of ``(lr, hr)`` float32 CHW tensors in [0, 1], hr = lr x scale.
+    train_set  a map-style Dataset of ``(lr, hr)`` float32 CHW tensors in [0, 1], hr = lr x scale;
+               items ``(lr, hr, *extra)`` pass the extra tensors to the model: ``model(lr, *extra)``.
     config     a ``TrainConfig`` (or a dict of its fields).
     val_data   a list of ``(name, lr_uint8 HxWx3, hr_uint8 HxWx3)``; validated every ``val_every`` steps
                and at the end (on the EMA weights when EMA is on).
@@ -179,13 +180,14 @@ def _train(model, train_set, config, val_data, resume, callbacks, ctx) -> Histor
                 history.stopped_by = "time_budget"
                 break
             t0 = time.perf_counter()
-            lr_img, hr_img = next(batches)[:2]
+            lr_img, hr_img, *extra = next(batches)   # extra: further model inputs, e.g. a reference
             lr_img = lr_img.to(device, non_blocking=True)
             hr_img = hr_img.to(device, non_blocking=True)
+            extra = [e.to(device, non_blocking=True) for e in extra]
             net.train()
             with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16,
                                 enabled=autocast_dtype is not None):
-                sr = net(lr_img)
+                sr = net(lr_img, *extra)
             loss = loss_fn(sr.float(), hr_img)      # the loss itself in float32
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -226,6 +228,9 @@ def _train(model, train_set, config, val_data, resume, callbacks, ctx) -> Histor
 def validate(model: nn.Module, val_data, scale: int | None = None, device=None) -> dict[str, float]:
     """Y-channel PSNR (dB) of ``model`` on each ``(name, lr_uint8, hr_uint8)`` pair, by the field's protocol.
 
+    Items may carry further uint8 HxWx3 model inputs after the HR image, ``(name, lr, hr, ref, ...)``:
+    they are passed to the model as ``model(lr, ref, ...)`` (reference-based SR).
+
     Full images one at a time, eval mode, float32, output rounded half-up to uint8, ``scale`` pixels
     shaved (``srlearn.metrics.psnr``). ``scale`` defaults to ``model.scale``; ``device`` to the
     device of the model's parameters. Returns ``{name: psnr}`` in the order given.
@@ -241,7 +246,7 @@ def validate(model: nn.Module, val_data, scale: int | None = None, device=None) 
     scores: dict[str, float] = {}
     try:
         for item in val_data:
-            name, lr, hr = item
+            name, lr, hr, *extra = item
             lr, hr = np.asarray(lr), np.asarray(hr)
             if lr.dtype != np.uint8 or hr.dtype != np.uint8 or lr.ndim != 3 or hr.ndim != 3:
                 raise ValueError(f"validation pair {name!r}: expected uint8 HxWx3 arrays, got lr "
@@ -252,7 +257,8 @@ def validate(model: nn.Module, val_data, scale: int | None = None, device=None) 
                                  f"making the LR (sr-protocol.md §8 item 4)")
             if name in scores:
                 raise ValueError(f"validation image name {name!r} appears twice; names must be unique")
-            sr = model(_to_tensor(lr).unsqueeze(0).to(device)).float()
+            extra = [_to_tensor(np.asarray(e)).unsqueeze(0).to(device) for e in extra]
+            sr = model(_to_tensor(lr).unsqueeze(0).to(device), *extra).float()
             scores[name] = float(metrics.psnr(_to_uint8(sr[0]), hr, crop=scale))
     finally:
         model.train(was_training)
