@@ -89,6 +89,8 @@ class Experiment:
     baseline_model: Callable | None = None
     baseline_name: str = "bicubic"
     crop: int | None = None   # border shaved before scoring; None: the scale (the SR protocol)
+    y_only: bool = True       # score the BT.601 Y channel (SR papers) or all RGB channels (denoising papers)
+    protocol: str | None = None   # the protocol string of the results; None: srlearn.metrics.protocol(scale)
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -129,7 +131,8 @@ def super_resolve(model: torch.nn.Module, lr_uint8: np.ndarray, *extra_uint8, de
     return to_uint8(model(*inputs)[0].float().cpu())
 
 
-def evaluate_model(model: torch.nn.Module, pairs, scale: int, device=None, crop: int | None = None) -> dict:
+def evaluate_model(model: torch.nn.Module, pairs, scale: int, device=None, crop: int | None = None,
+                   y_only: bool = True) -> dict:
     """Y-PSNR / SSIM of ``model`` on ``(name, lr, hr, *extra)`` uint8 items: per image and mean.
 
     ``crop`` (the shaved border) defaults to ``scale``, the SR protocol; a same-size task such as
@@ -141,9 +144,10 @@ def evaluate_model(model: torch.nn.Module, pairs, scale: int, device=None, crop:
         sr = super_resolve(model, lr, *extra, device=device)
         if sr.shape != hr.shape:
             raise ValueError(f"{name}: SR shape {sr.shape} != HR shape {hr.shape}; is the model's scale {scale}?")
-        images.append({"name": name, "psnr": psnr(sr, hr, crop=crop), "ssim": ssim(sr, hr, crop=crop)})
+        images.append({"name": name, "psnr": psnr(sr, hr, crop=crop, y_only=y_only),
+                       "ssim": ssim(sr, hr, crop=crop, y_only=y_only)})
     mean = {k: float(np.mean([im[k] for im in images])) for k in ("psnr", "ssim")}
-    return {"images": images, "mean": mean, "protocol": protocol(scale)}
+    return {"images": images, "mean": mean, "protocol": protocol(scale, y_only=y_only)}
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -210,7 +214,7 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
             state = load_checkpoint(ckpt)
             model.load_state_dict(state.get("ema") or state["model"])
     model.to(dev)
-    ev = evaluate_model(model, pairs, exp.scale, dev, crop=exp.crop)
+    ev = evaluate_model(model, pairs, exp.scale, dev, crop=exp.crop, y_only=exp.y_only)
     return {"arm": arm.name, "seed": seed, "model": arm.model, "preset": arm.preset,
             "overrides": arm.overrides, "params": count_parameters(model),
             "psnr": ev["mean"]["psnr"], "ssim": ev["mean"]["ssim"], "images": ev["images"],
@@ -273,7 +277,8 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
     t0 = time.perf_counter()
     pairs = _val_data(exp, budget)
     train_names = list_images(exp.train_images) if exp.make_train_data is None else None
-    baseline = evaluate_model(_baseline_model(exp), pairs, exp.scale, torch.device("cpu"), crop=exp.crop)
+    baseline = evaluate_model(_baseline_model(exp), pairs, exp.scale, torch.device("cpu"), crop=exp.crop,
+                              y_only=exp.y_only)
     chosen = [exp.arm(a) for a in arms] if arms else exp.arms
     rows = [run_arm(exp, arm, seed, mode, out_dir, dev, progress, train_names, pairs)
             for arm in chosen for seed in range(n_seeds)]
@@ -285,7 +290,7 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
         "mode": mode, "scale": exp.scale, "seeds": n_seeds, "budget": asdict(budget),
         "device": device_name(dev), "torch": torch.__version__, "commit": _commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "protocol": protocol(exp.scale), "validation_images": [p[0] for p in pairs],
+        "protocol": exp.protocol or protocol(exp.scale, y_only=exp.y_only), "validation_images": [p[0] for p in pairs],
         "baseline": {"arm": exp.baseline_name, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
                      "images": baseline["images"]},
         "runs": rows,
