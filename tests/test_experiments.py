@@ -1,0 +1,100 @@
+"""Experiments: verdicts, results.json / report.md, checkpoint reuse, and the registered replications."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from srlearn import data, experiments
+from srlearn.experiments import core
+from srlearn.experiments.core import Arm, Budget, Comparison, Experiment
+
+
+def _rows(arm, values):
+    return [{"arm": arm, "seed": i, "psnr": v} for i, v in enumerate(values)]
+
+
+def test_verdict_reproduced_within_noise_reversed_and_single_seed():
+    c = Comparison("a", "b", "a beats b")
+    assert experiments.verdict(_rows("a", [30.5, 30.6, 30.55]) + _rows("b", [30.0, 30.1, 30.05]), c)["verdict"] == "reproduced"
+    v = experiments.verdict(_rows("a", [30.0, 30.3, 29.9]) + _rows("b", [30.0, 30.2, 29.95]), c)
+    assert v["verdict"] == "within seed noise" and abs(v["delta_psnr"] - (30.0667 - 30.05)) < 1e-3
+    assert experiments.verdict(_rows("a", [29.0, 29.1, 29.05]) + _rows("b", [30.0, 30.1, 30.05]), c)["verdict"].startswith("not reproduced")
+    single = experiments.verdict(_rows("a", [30.2]) + _rows("b", [30.0]), c)
+    assert "no noise estimate" in single["verdict"] and np.isnan(single["stderr"])
+    with pytest.raises(ValueError, match="no results"):
+        experiments.verdict(_rows("a", [1.0]), Comparison("a", "zzz"))
+
+
+def _micro(name="micro-test"):
+    """A seconds-long experiment on a small texture: two arms, the data hooks, one seed."""
+    img = data.texture("blobs", size=64, seed=0)
+    val_hr = data.modcrop(data.texture("stripes", size=48, seed=3), 2)
+    val = [("stripes", data.imresize(val_hr, 0.5, mode="uint8"), val_hr)]
+    return Experiment(
+        name=name, description="micro", scale=2,
+        arms=[Arm("edsr-tiny", "edsr", "mini", {"n_resblocks": 1, "n_feats": 8}),
+              Arm("edsr-tiny2", "edsr", "mini", {"n_resblocks": 2, "n_feats": 8})],
+        budgets={"quick": Budget(steps=4, batch_size=2, lr_patch=8, seeds=1, train={"lr": 1e-3, "schedule": "none"})},
+        comparisons=[Comparison("edsr-tiny2", "edsr-tiny", "deeper is better"),
+                     Comparison("edsr-tiny", "bicubic", "beats bicubic")],
+        make_train_data=lambda exp, budget, seed: data.PairedPatchDataset([img], 2, lr_patch=8, length=8, seed=seed),
+        make_val_data=lambda exp, budget: val,
+    )
+
+
+@pytest.fixture
+def micro(monkeypatch):
+    exp = _micro()
+    monkeypatch.setitem(core._EXPERIMENTS, exp.name, exp)
+    return exp
+
+
+def test_run_writes_results_report_and_checkpoints(micro, tmp_path):
+    res = experiments.run(micro.name, mode="quick", out=tmp_path, device="cpu", progress=False)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    for key in ("experiment", "mode", "device", "torch", "commit", "wall_seconds", "protocol", "baseline", "runs", "verdicts"):
+        assert key in on_disk, key
+    assert on_disk["experiment"] == micro.name and on_disk["mode"] == "quick" and on_disk["torch"] == torch.__version__
+    assert [r["arm"] for r in on_disk["runs"]] == ["edsr-tiny", "edsr-tiny2"]
+    for r in on_disk["runs"]:
+        assert r["params"] > 0 and np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
+        assert (tmp_path / "checkpoints" / f"{r['arm']}-seed0.pt").exists()
+        assert r["history"]["step"][-1] == 4
+    # the baseline is the bicubic model, scored by the same protocol
+    lr, hr = micro.make_val_data(micro, None)[0][1:]
+    bic = data.to_uint8(torch.clamp(data.imresize_torch(data.to_tensor(lr)[None].double(), 2), 0, 1))
+    from srlearn.metrics import psnr
+    assert abs(on_disk["baseline"]["psnr"] - psnr(bic, hr, crop=2)) < 1e-9
+    assert {v["claim"] for v in on_disk["verdicts"]} == {"deeper is better", "beats bicubic"}
+    report = (tmp_path / "report.md").read_text()
+    assert "edsr-tiny2" in report and "bicubic" in report and "Verdicts" in report and "no noise estimate" in report
+    assert res["runs"][0]["psnr"] == on_disk["runs"][0]["psnr"]
+
+
+def test_finished_checkpoints_are_reused_not_retrained(micro, tmp_path, monkeypatch):
+    first = experiments.run(micro.name, mode="quick", out=tmp_path, device="cpu", progress=False)
+
+    def boom(*a, **k):
+        raise AssertionError("train() was called although a finished checkpoint exists")
+    monkeypatch.setattr(core, "train", boom)
+    again = experiments.run(micro.name, mode="quick", out=tmp_path, device="cpu", progress=False)
+    assert [r["psnr"] for r in again["runs"]] == [r["psnr"] for r in first["runs"]]
+
+
+def test_run_rejects_unknown_names_and_modes(micro):
+    with pytest.raises(KeyError, match="registered"):
+        experiments.run("no-such-experiment", mode="quick")
+    with pytest.raises(ValueError, match="no 'full' budget"):
+        experiments.run(micro.name, mode="full")
+    with pytest.raises(KeyError, match="no arm"):
+        experiments.run(micro.name, mode="quick", arms=["nope"])
+
+
+def test_sr_basics_is_registered_with_quick_and_full_budgets():
+    exp = experiments.get_experiment("sr-basics")
+    assert exp.scale == 2 and {"quick", "full"} <= set(exp.budgets)
+    assert exp.budgets["full"].seeds >= 3 and exp.budgets["quick"].steps < exp.budgets["full"].steps
+    for arm in exp.arms:   # every arm builds
+        from srlearn.models import build
+        assert build(arm.model, arm.preset, scale=exp.scale, **arm.overrides).scale == exp.scale
