@@ -4,5 +4,6 @@ from . import bicubic as _bicubic  # noqa: F401  (registers "bicubic")
 from . import edsr as _edsr  # noqa: F401  (registers "edsr")
 from . import rcan as _rcan  # noqa: F401  (registers "rcan")
 from . import san as _san  # noqa: F401  (registers "san")
+from . import srdensenet as _srdensenet  # noqa: F401  (registers "srdensenet", "residual-sr")
 
 __all__ = ["build", "build_from_spec", "get_spec", "list_models", "register"]

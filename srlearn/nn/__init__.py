@@ -3,11 +3,17 @@
 - ``common``: conv helpers, the input mean shift (a buffer), EDSR's residual block, the sub-pixel up-sampler.
 - ``attention``: first-order (SE, RCAN's CA) and second-order (SAN's SOCA) channel attention, side by side.
 - ``non_local``: the embedded-Gaussian non-local block and SAN's region-level version.
+- ``dense``: dense layers and blocks (concatenation) beside the residual block (addition); SRDenseNet.
+- ``upsample``: transposed-convolution up-sampling, its padding and overlap (checkerboard) rules.
 """
 from .attention import ATTENTION_KINDS, SE, SOCA, channel_attention, covariance_pool, sqrtm_newton_schulz
 from .common import DIV2K_RGB_MEAN, MeanShift, ResBlock, Upsampler, conv, conv3x3, count_parameters
 from .non_local import NonLocalBlock2d, RegionNonLocal, region_bounds
+from .dense import DenseBlock, DenseLayer, concat_sources, mean_abs_by_source
+from .upsample import DeconvUpsampler, deconv_padding, init_deconv_, overlap_counts
 
 __all__ = ["DIV2K_RGB_MEAN", "MeanShift", "ResBlock", "Upsampler", "conv", "conv3x3", "count_parameters",
            "SE", "SOCA", "ATTENTION_KINDS", "channel_attention", "covariance_pool", "sqrtm_newton_schulz",
-           "NonLocalBlock2d", "RegionNonLocal", "region_bounds"]
+           "NonLocalBlock2d", "RegionNonLocal", "region_bounds",
+           "DenseLayer", "DenseBlock", "concat_sources", "mean_abs_by_source",
+           "DeconvUpsampler", "deconv_padding", "init_deconv_", "overlap_counts"]
