@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "device", "mode", "seed_everything",
            "data", "metrics", "nn", "models", "train", "experiments", "viz"]
 
-_SUBMODULES = {"data", "metrics", "nn", "models", "train", "experiments", "viz", "cli"}
+_SUBMODULES = {"data", "metrics", "nn", "models", "train", "experiments", "viz", "bench", "cli"}
 
 
 def __getattr__(name):  # PEP 562: srlearn.models etc. on first use
