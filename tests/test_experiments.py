@@ -98,3 +98,15 @@ def test_sr_basics_is_registered_with_quick_and_full_budgets():
     for arm in exp.arms:   # every arm builds
         from srlearn.models import build
         assert build(arm.model, arm.preset, scale=exp.scale, **arm.overrides).scale == exp.scale
+
+
+def test_a_mode_can_switch_preset_and_override_one_arm(micro, monkeypatch):
+    from srlearn.models import build
+    from srlearn.nn import count_parameters
+    micro.budgets["full"] = Budget(steps=2, batch_size=2, lr_patch=8, seeds=1, train={"schedule": "none"},
+                                   preset="baseline", overrides={"edsr-tiny": {"n_feats": 4}})
+    res = experiments.run(micro.name, mode="full", device="cpu", progress=False)
+    tiny, tiny2 = res["runs"]
+    assert tiny["preset"] == tiny2["preset"] == "baseline"
+    assert tiny["params"] == count_parameters(build("edsr", "baseline", scale=2, n_resblocks=1, n_feats=4))
+    assert tiny2["params"] == count_parameters(build("edsr", "baseline", scale=2, n_resblocks=2, n_feats=8))

@@ -55,6 +55,8 @@ class Budget:
     val_every: int = 0          # 0: validate only at the end
     val_max_size: int | None = None   # centre-crop validation HR images to this size (CPU speed)
     train: dict = field(default_factory=dict)  # TrainConfig fields shared by all arms in this mode
+    preset: str | None = None   # build every arm from this preset in this mode (None: the arm's own)
+    overrides: dict = field(default_factory=dict)  # arm name -> model overrides in this mode only
 
 
 @dataclass
@@ -183,7 +185,9 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
     budget = exp.budgets[mode]
     dev = _env.device(device) if not isinstance(device, torch.device) else device
     _env.seed_everything(seed)
-    model = build(arm.model, arm.preset, scale=exp.scale, **arm.overrides)
+    preset = budget.preset or arm.preset
+    overrides = {**arm.overrides, **budget.overrides.get(arm.name, {})}
+    model = build(arm.model, preset, scale=exp.scale, **overrides)
     if exp.make_train_data is not None:
         data = exp.make_train_data(exp, budget, seed)
     else:
@@ -215,8 +219,8 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
             model.load_state_dict(state.get("ema") or state["model"])
     model.to(dev)
     ev = evaluate_model(model, pairs, exp.scale, dev, crop=exp.crop, y_only=exp.y_only)
-    return {"arm": arm.name, "seed": seed, "model": arm.model, "preset": arm.preset,
-            "overrides": arm.overrides, "params": count_parameters(model),
+    return {"arm": arm.name, "seed": seed, "model": arm.model, "preset": preset,
+            "overrides": overrides, "params": count_parameters(model),
             "psnr": ev["mean"]["psnr"], "ssim": ev["mean"]["ssim"], "images": ev["images"],
             "train_seconds": time.perf_counter() - t0, "history": history}
 

@@ -5,15 +5,23 @@
 - ``non_local``: the embedded-Gaussian non-local block and SAN's region-level version.
 - ``dense``: dense layers and blocks (concatenation) beside the residual block (addition); SRDenseNet.
 - ``upsample``: transposed-convolution up-sampling, its padding and overlap (checkerboard) rules.
+- ``fusion``: MIRNet's SKFF (and the sum / concat baselines), spatial + channel attention (DAU), MRB, RRG.
+- ``resize``: MIRNet's residual resizing modules and the anti-aliased (blur-then-stride) down-sampling.
 """
 from .attention import ATTENTION_KINDS, SE, SOCA, channel_attention, covariance_pool, sqrtm_newton_schulz
 from .common import DIV2K_RGB_MEAN, MeanShift, ResBlock, Upsampler, conv, conv3x3, count_parameters
 from .non_local import NonLocalBlock2d, RegionNonLocal, region_bounds
 from .dense import DenseBlock, DenseLayer, concat_sources, mean_abs_by_source
 from .upsample import DeconvUpsampler, deconv_padding, init_deconv_, overlap_counts
+from .fusion import (DAU, FUSION_KINDS, MRB, RRG, SKFF, ChannelAttention, ConcatFusion, SpatialAttention, SumFusion,
+                     fusion_layer)
+from .resize import BlurDownsample, ResidualDownsample, ResidualUpsample, binomial_kernel, resize_down, resize_up
 
 __all__ = ["DIV2K_RGB_MEAN", "MeanShift", "ResBlock", "Upsampler", "conv", "conv3x3", "count_parameters",
            "SE", "SOCA", "ATTENTION_KINDS", "channel_attention", "covariance_pool", "sqrtm_newton_schulz",
            "NonLocalBlock2d", "RegionNonLocal", "region_bounds",
            "DenseLayer", "DenseBlock", "concat_sources", "mean_abs_by_source",
-           "DeconvUpsampler", "deconv_padding", "init_deconv_", "overlap_counts"]
+           "DeconvUpsampler", "deconv_padding", "init_deconv_", "overlap_counts",
+           "SKFF", "SumFusion", "ConcatFusion", "FUSION_KINDS", "fusion_layer", "SpatialAttention", "ChannelAttention",
+           "DAU", "MRB", "RRG", "BlurDownsample", "ResidualDownsample", "ResidualUpsample", "binomial_kernel",
+           "resize_down", "resize_up"]
