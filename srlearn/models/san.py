@@ -21,8 +21,8 @@ official code, which produced the published numbers:
   20 per-group ``gamma`` scalars, and the SOCA (reduction 8, 1,096 parameters) that ``Nonlocal_CA``
   creates; the input/output MeanShift is a buffer (the official one trains its 24 weights by accident).
 
-Inputs and outputs are RGB in [0, 1] (``rgb_range=1``). Notebook: ``notebooks/01_san_se_vs_soca.ipynb``,
-section "8. SAN end to end".
+Inputs and outputs are RGB in [0, 1] (``rgb_range=1``). Notebook: ``notebooks/02_san_nonlocal_ssrg.ipynb``,
+section "7. SAN end to end".
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Non-local attention (Wang et al. 2018, embedded Gaussian) and SAN's region-level version (RL-NL).
 
-Derived in ``notebooks/01_san_se_vs_soca.ipynb``, section "7. Region-level non-local".
+Derived in ``notebooks/02_san_nonlocal_ssrg.ipynb``, sections "1. The non-local block" and "2. Region-level non-local (RL-NL)".
 """
 from __future__ import annotations
 
