@@ -37,6 +37,10 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(LAB_PORT) $(LAB_FLAGS)
 
+# Each notebook runs once: in the browser test when Chromium can be had, headless otherwise.
+# On CI (CI=true) a browser that cannot be installed is a failure, not a skip.
+test: export SRLEARN_NB_HEADLESS ?= auto
+test: export SRLEARN_REQUIRE_BROWSER ?= $(if $(CI),1,)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
