@@ -6,5 +6,7 @@ from .images import (TEXTURE_KINDS, get_image, list_images, load_image, modcrop,
                      to_tensor, to_uint8)
 from .patches import PairedPatchDataset, dihedral, dihedral_inverse, make_lr, paired_crop, validation_pairs
 from .resize import cubic, fast_bicubic_down, imresize, imresize_torch, output_size, resize_weights
+from .refpairs import (LEVEL_NAMES, LEVELS, RefPairDataset, cufed5_pairs, fit_reference, make_reference,
+                       pil_bicubic_down, reference_pairs)
 from .noise import NoisyPatchDataset, add_gaussian_noise, noisy_validation_pairs
 from . import registry  # noqa: E402,F401  (datasets: fetch with checksums, safe extraction, layouts)

@@ -7,6 +7,7 @@
 - ``upsample``: transposed-convolution up-sampling, its padding and overlap (checkerboard) rules.
 - ``fusion``: MIRNet's SKFF (and the sum / concat baselines), spatial + channel attention (DAU), MRB, RRG.
 - ``resize``: MIRNet's residual resizing modules and the anti-aliased (blur-then-stride) down-sampling.
+- ``deform``: modulated deformable convolution (DCNv2) in pure PyTorch, torchvision's semantics; SSEN.
 """
 from .attention import ATTENTION_KINDS, SE, SOCA, channel_attention, covariance_pool, sqrtm_newton_schulz
 from .common import DIV2K_RGB_MEAN, MeanShift, ResBlock, Upsampler, conv, conv3x3, count_parameters
@@ -16,6 +17,7 @@ from .upsample import DeconvUpsampler, deconv_padding, init_deconv_, overlap_cou
 from .fusion import (DAU, FUSION_KINDS, MRB, RRG, SKFF, ChannelAttention, ConcatFusion, SpatialAttention, SumFusion,
                      fusion_layer)
 from .resize import BlurDownsample, ResidualDownsample, ResidualUpsample, binomial_kernel, resize_down, resize_up
+from .deform import ModulatedDeformConv2d, OffsetMaskHead, deform_conv2d, sampling_positions
 
 __all__ = ["DIV2K_RGB_MEAN", "MeanShift", "ResBlock", "Upsampler", "conv", "conv3x3", "count_parameters",
            "SE", "SOCA", "ATTENTION_KINDS", "channel_attention", "covariance_pool", "sqrtm_newton_schulz",
@@ -25,3 +27,4 @@ __all__ = ["DIV2K_RGB_MEAN", "MeanShift", "ResBlock", "Upsampler", "conv", "conv
            "SKFF", "SumFusion", "ConcatFusion", "FUSION_KINDS", "fusion_layer", "SpatialAttention", "ChannelAttention",
            "DAU", "MRB", "RRG", "BlurDownsample", "ResidualDownsample", "ResidualUpsample", "binomial_kernel",
            "resize_down", "resize_up"]
+__all__ += ["deform_conv2d", "sampling_positions", "ModulatedDeformConv2d", "OffsetMaskHead"]
