@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers, with or without tests/__init__.py
 from browser_support import NOTEBOOKS, jupyter_environment  # noqa: E402
@@ -28,3 +29,13 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="session")
 def jupyter_env(tmp_path_factory):
     return jupyter_environment(tmp_path_factory.mktemp("jupyter"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test: small tensors are as fast on one thread when the machine is idle, and two
+    threads per process spin against other processes on a shared 2-core machine (gradcheck up to 20x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

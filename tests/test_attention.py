@@ -9,16 +9,6 @@ from torch.autograd import gradcheck
 from srlearn.nn.attention import SE, SOCA, channel_attention, covariance_pool, sqrtm_newton_schulz
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two OpenMP threads per process spin against the other processes on a shared 2-core machine and make
-    # tiny-tensor tests (gradcheck) many times slower; one thread is as fast when the machine is idle.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------- independent references (written here)
 
 def cov_explicit(x: torch.Tensor) -> torch.Tensor:

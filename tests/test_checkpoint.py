@@ -12,14 +12,6 @@ from srlearn.train import TrainConfig, load_checkpoint, load_model, save_checkpo
 from srlearn.train import checkpoint as ckpt_mod
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Pairs(torch.utils.data.Dataset):
     def __init__(self, n=4):
         g = torch.Generator().manual_seed(0)

@@ -12,14 +12,6 @@ from torch.autograd import gradcheck
 from srlearn.nn.deform import ModulatedDeformConv2d, OffsetMaskHead, deform_conv2d, sampling_positions
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # an independent reference: torchvision's CPU kernel (deform_conv2d_kernel.cpp) transcribed as plain loops
 

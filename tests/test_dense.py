@@ -13,14 +13,6 @@ from srlearn.nn.dense import DenseBlock, DenseLayer, ResBlock, concat_sources, m
 from srlearn.nn.upsample import DeconvUpsampler, deconv_padding, init_deconv_, overlap_counts
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()   # small tensors on a shared 2-core machine: one thread is fastest
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def conv_params(cin, cout, k=3):
     return cin * cout * k * k + cout
 

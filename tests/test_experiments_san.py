@@ -20,15 +20,6 @@ NAMES = ("san-attention", "san-ablation", "san-schedule")
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # small tensors on a shared 2-core machine: one thread is as fast and does not spin against others
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _model(exp, arm):
     torch.manual_seed(0)
     return build(arm.model, arm.preset, scale=exp.scale, **arm.overrides)

@@ -9,7 +9,6 @@ from srlearn.nn import (DAU, MRB, RRG, SE, SKFF, BlurDownsample, ChannelAttentio
                         ResidualUpsample, SpatialAttention, SumFusion, binomial_kernel, count_parameters, fusion_layer,
                         resize_down, resize_up)
 
-torch.set_num_threads(1)
 
 
 def _randomise(module, scale=0.3, seed=0):

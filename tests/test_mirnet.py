@@ -15,7 +15,6 @@ from srlearn.models.mirnet import (MINI_PARAMS, PAPER_PARAMS, MIRNet, convert_of
                                    load_official_weights)
 from srlearn.nn import DAU, count_parameters
 
-torch.set_num_threads(1)
 
 
 def _count(**kw) -> int:

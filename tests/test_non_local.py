@@ -8,16 +8,6 @@ from torch.autograd import gradcheck
 from srlearn.nn.non_local import NonLocalBlock2d, RegionNonLocal, region_bounds
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two OpenMP threads per process spin against the other processes on a shared 2-core machine and make
-    # tiny-tensor tests (gradcheck) many times slower; one thread is as fast when the machine is idle.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def randomise(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give every weight (including the zero-initialised output projection) random values."""
     g = torch.Generator().manual_seed(seed)

@@ -13,16 +13,6 @@ from srlearn.nn.common import count_parameters
 from srlearn.nn.non_local import RegionNonLocal
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On the shared 2-core machine, two OpenMP threads per process spin against other processes and make
-    # these small-tensor workloads up to 20x slower; one thread is as fast when the machine is idle.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def conv_params(cin, cout, k=3):
     return cin * cout * k * k + cout
 

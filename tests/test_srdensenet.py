@@ -21,14 +21,6 @@ from srlearn.nn.common import count_parameters
 from srlearn.train import TrainConfig, load_model, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()   # small tensors on a shared 2-core machine: one thread is fastest
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def conv_params(cin, cout, k=3):
     return cin * cout * k * k + cout
 

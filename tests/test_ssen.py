@@ -17,14 +17,6 @@ from srlearn.nn.non_local import NonLocalBlock2d
 from srlearn.viz import capture
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def mini(**kw) -> SSENNet:
     torch.manual_seed(0)
     return models.build("ssen", "mini", **kw)

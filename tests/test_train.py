@@ -19,15 +19,6 @@ from srlearn.train.loop import _Batches
 from srlearn.train.distributed import DistContext
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions are fastest single-threaded (and a shared 2-core machine punishes spinning)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class SmoothPairs(torch.utils.data.Dataset):
     """Smooth random HR images (bilinear-upsampled noise), LR = 2x2 average pool. With ``augment``,
     each item is flipped at random using the global torch and numpy RNGs, as a patch dataset would."""
