@@ -585,6 +585,13 @@ class LabBrowser:
         if _sha(nb_path) != digest:
             report.problems.append("the notebook file changed on disk during the browser run "
                                    "(autosave should be off): restore it with `git checkout -- " + rel + "`")
+        try:  # what happened, beside the screenshot
+            (self.screenshots / f"{nb_path.stem}.json").write_text(json.dumps(
+                {"notebook": rel, "seconds": round(report.seconds, 1), "phases": report.phases,
+                 "problems": report.problems, "main_widgets": report.main_widgets, "images": report.images,
+                 "widget_views": report.widget_views, "console_errors": report.console[-20:]}, indent=1))
+        except OSError:
+            pass
         return report
 
     def _run(self, rel: str, report: NotebookReport, run_timeout: float) -> None:
@@ -740,21 +747,31 @@ class LabBrowser:
             problems.append(f"a dialog is open in JupyterLab: {d!r}")
 
     def _screenshot(self, stem: str) -> Path | None:
-        """The whole notebook: the viewport is made as tall as the notebook for the shot."""
-        page = self.page
+        """The whole notebook: the viewport is made as tall as the notebook (at most 15000 px a shot;
+        a taller notebook gets ``<stem>-2.png``, ``<stem>-3.png``, ... for the parts below)."""
+        page, most = self.page, 15000
         self.screenshots.mkdir(parents=True, exist_ok=True)
         path = self.screenshots / f"{stem}.png"
+        for old in [path, *self.screenshots.glob(f"{stem}-[0-9]*.png")]:
+            old.unlink(missing_ok=True)
+        scroll = ("(top) => { const p = window.__srl && window.__srl.panel; if (!p) return 900;"
+                  " const outer = p.content.node.querySelector('.jp-WindowedPanel-outer') || p.content.node;"
+                  " outer.scrollTop = top; return outer.scrollHeight; }")
         try:
-            height = page.evaluate(
-                "() => { const p = window.__srl && window.__srl.panel; if (!p) return 900;"
-                " const outer = p.content.node.querySelector('.jp-WindowedPanel-outer') || p.content.node;"
-                " outer.scrollTop = 0; return outer.scrollHeight + 200; }")
-            page.set_viewport_size({"width": 1280, "height": int(min(max(height, 900), 16000))})
-            page.wait_for_timeout(300)  # one layout pass of JupyterLab after the resize (not an assertion)
-            page.screenshot(path=str(path))
-            return path
+            height = page.evaluate(scroll, 0) + 200
+            view = int(min(max(height, 900), most))
+            page.set_viewport_size({"width": 1280, "height": view})
+            top, part = 0, 1
+            while True:
+                page.evaluate(scroll, top)
+                page.wait_for_timeout(300)  # one layout pass of JupyterLab (not an assertion)
+                page.screenshot(path=str(path if part == 1 else self.screenshots / f"{stem}-{part}.png"))
+                top += view - 400  # the shots overlap by a few lines
+                if top + 400 >= height or part >= 20:
+                    return path
+                part += 1
         except Exception:
-            return None
+            return path if path.exists() else None
         finally:
             try:
                 page.set_viewport_size({"width": 1280, "height": 900})

@@ -19,7 +19,9 @@ notebook, runs JupyterLab's own ``notebook:run-all-cells`` and asserts:
 - no dialog is left open and the notebook file on disk is unchanged (autosave is off).
 
 A screenshot of each notebook, as tall as the notebook, goes to ``tests/screenshots/<name>.png``
-(ignored by git; ``SRLEARN_SCREENSHOTS`` to put them elsewhere).
+(``<name>-2.png``, ... for the parts of a notebook taller than 15000 px), with ``<name>.json`` beside
+it: the problems found, and seconds per step (open + kernel start, run-all, moving the main widgets).
+The folder is ignored by git; ``SRLEARN_SCREENSHOTS`` puts it elsewhere.
 
 Main widget convention (every notebook with ipywidgets controls follows it)
 ---------------------------------------------------------------------------
