@@ -186,8 +186,10 @@ def _add_upscale_convert_parsers(sub) -> None:
     u.add_argument("--scale", type=int, default=None, help="up-scaling factor (default: the model's; must match it)")
     u.add_argument("--out", required=True, help="output folder")
     u.add_argument("--tile", type=int, default=0, metavar="N",
-                   help="process N x N input pixels at a time (bounded memory for large images; default: whole image)")
-    u.add_argument("--overlap", type=int, default=16, metavar="M", help="context pixels around each tile (default 16)")
+                   help="process N x N input pixels at a time (bounded memory for large images; "
+                        "default: the whole image)")
+    u.add_argument("--overlap", type=int, default=16, metavar="M",
+                   help="context pixels read around each tile, then cut away (default 16)")
     u.add_argument("--reference", default=None, metavar="IMAGE", help="reference image for SSEN models")
     u.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: automatic)")
     u.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -195,7 +197,9 @@ def _add_upscale_convert_parsers(sub) -> None:
     c = sub.add_parser("convert", help="the authors' released SAN/RCAN/MIRNet weights -> an srlearn checkpoint",
                        description="The official files are published by the authors (links in each official "
                                    "repository's README); srlearn does not redistribute them.")
-    c.add_argument("--from", dest="source", required=True, choices=["official-san", "official-rcan", "official-mirnet"])
+    c.add_argument("--from", dest="source", required=True,
+                   choices=["official-san", "official-rcan", "official-mirnet"],
+                   help="whose file: daitao/SAN, yulunzhang/RCAN or swz30/MIRNet")
     c.add_argument("file", help="the released weight file (.pt / .pth)")
     c.add_argument("--out", required=True, help="the srlearn checkpoint to write")
     c.set_defaults(fn=_cmd_convert)

@@ -287,8 +287,10 @@ def test_san_non_local_is_matched_by_name_not_by_order(official_san):
 
 def test_a_swapped_mapping_would_be_caught(official_san, monkeypatch):
     """Mutation check: the end-to-end comparison fails if the converter swapped g and theta."""
-    rules = [(p, r.replace("block.g.", "block.TMP.").replace("block.theta.", "block.g.").replace("block.TMP.", "block.theta."))
+    swap = {"non_local.block.g.": "non_local.block.theta.", "non_local.block.theta.": "non_local.block.g."}
+    rules = [(p, next((r.replace(a, b) for a, b in swap.items() if r.startswith(a)), r))
              for p, r in official._SAN_RULES]
+    assert sum(r.startswith("non_local.block.theta.") for _, r in rules) == 1
     monkeypatch.setattr(official, "_SAN_RULES", tuple(rules))
     weights, kwargs = convert_official_san(official_san.state_dict())      # shapes agree: no error...
     from srlearn.models import build
