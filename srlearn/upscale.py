@@ -57,6 +57,9 @@ def load_upscaler(weights, device=None) -> nn.Module:
         raise TypeError(f"weights must be a model, a checkpoint path or 'EXPERIMENT/ARM', got {type(weights).__name__}")
     text = os.fspath(weights)
     path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"--weights {text!r} is a folder: pass the checkpoint file inside it (e.g. "
+                         f"{text.rstrip('/')}/checkpoints/NAME.pt)")
     if path.is_file() or path.suffix.lower() in CHECKPOINT_SUFFIXES:
         from .train import load_model
         return load_model(path, map_location="cpu").to(dev).eval()
@@ -200,12 +203,22 @@ def _as_image(image, what: str = "image") -> np.ndarray:
     from .data import load_image
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):   # an uploaded file's content (notebook widget)
+        import tempfile
+        fd, tmp = tempfile.mkstemp(prefix="srlearn-upload-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(bytes(image))
+            return load_image(tmp)
+        finally:
+            os.unlink(tmp)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"{what} must be a uint8 HxWx3 RGB array (or a file path), got "
                              f"{image.dtype} {image.shape}")
         return image
-    raise TypeError(f"{what} must be a file path or a uint8 HxWx3 array, got {type(image).__name__}")
+    raise TypeError(f"{what} must be a file path, a file's bytes or a uint8 HxWx3 array, got "
+                    f"{type(image).__name__}")
 
 
 def upscale_image(model_or_weights, image, scale: int | None = None, *, reference=None, tile: int | None = None,
@@ -215,7 +228,8 @@ def upscale_image(model_or_weights, image, scale: int | None = None, *, referenc
     Args:
         model_or_weights: a model, an srlearn checkpoint path, or ``"EXPERIMENT/ARM"`` (shipped weights);
             see :func:`load_upscaler`.
-        image: a file path or a uint8 HxWx3 RGB array: the low-resolution input, used as it is.
+        image: a file path, the bytes of an image file (e.g. from an upload widget) or a uint8 HxWx3 RGB
+            array: the low-resolution input, used as it is.
         scale: the factor; ``None`` takes the model's. A different factor than the model's is an error.
         reference: for SSEN, the reference image (path or array); brought to ``scale``× the input's size
             by cropping/zero-padding at the bottom/right (``srlearn.data.fit_reference``).
@@ -281,6 +295,8 @@ def upscale_files(images, weights, out, scale: int | None = None, *, reference=N
                          f"rename them or run them into different --out folders")
     model = load_upscaler(weights, device)
     scale = _check_scale(model, scale)
+    spec = getattr(model, "srlearn_spec", None) or {}
+    labels = ("bicubic" if scale > 1 else "input", f"{spec.get('name', 'model')} x{scale}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -293,11 +309,15 @@ def upscale_files(images, weights, out, scale: int | None = None, *, reference=N
             try:
                 res = upscale_image(model, p, scale, reference=reference, tile=tile, overlap=overlap,
                                     progress=progress)
-            except (ValueError, RuntimeError) as e:
-                raise type(e)(f"{p.name}: {e}") from e
+            except ValueError as e:
+                raise ValueError(f"{p.name}: {e}") from e
+            except RuntimeError as e:
+                hint = (" - process it in pieces: --tile 256 (tile=256), or smaller" if "out of memory" in str(e)
+                        else "")
+                raise RuntimeError(f"{p.name}: {e}{hint}") from e
             sr_path, pair_path = out / f"{p.stem}_x{scale}.png", out / f"{p.stem}_x{scale}_vs_bicubic.png"
             save_image(sr_path, res.sr)
-            save_image(pair_path, side_by_side(res.bicubic, res.sr))
+            save_image(pair_path, side_by_side(res.bicubic, res.sr, labels=labels))
             rows.append({"image": str(p), "sr": str(sr_path), "side_by_side": str(pair_path),
                          "lr_size": res.lr.shape[:2], "sr_size": res.sr.shape[:2]})
             if bar is not None:

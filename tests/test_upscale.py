@@ -205,3 +205,26 @@ def test_upscale_command_bad_inputs(tmp_path, edsr_ckpt, photo, capsys):
     save_image(other / "photo.png", photo[1])
     with pytest.raises(ValueError, match="share the name"):
         upscale_files([photo[0], other / "photo.png"], str(path), out)
+
+
+def test_uploaded_bytes_and_weights_folder(tmp_path, edsr_ckpt, photo):
+    path, model = edsr_ckpt
+    img_path, img = photo
+    res = upscale_image(model, img_path.read_bytes())                   # what an upload widget hands over
+    np.testing.assert_array_equal(res.lr, img)
+    with pytest.raises(ValueError, match="not an image file"):
+        upscale_image(model, b"GIF89a but not really")
+    with pytest.raises(ValueError, match="is a folder"):
+        load_upscaler(str(tmp_path), "cpu")
+
+
+def test_out_of_memory_suggests_tiles(tmp_path, edsr_ckpt, photo, monkeypatch):
+    path, _ = edsr_ckpt
+
+    def no_memory(self, x):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 3.00 GiB")
+
+    monkeypatch.setattr(type(build("edsr", "mini")), "forward", no_memory)
+    with pytest.raises(RuntimeError, match=r"photo.png: CUDA out of memory.*--tile 256"):
+        upscale_files([photo[0]], str(path), tmp_path / "out", progress=False)
+    assert not any((tmp_path / "out").iterdir())                        # nothing half-written
