@@ -333,7 +333,9 @@ def test_convert_command_writes_a_checkpoint_load_model_reads(tmp_path, source, 
                                                               capsys):
     ref = official_san if source == "official-san" else official_rcan
     src = tmp_path / "released.pt"
-    torch.save(ref.state_dict(), src)
+    # the 2018/2019 files predate PyTorch 1.6's zip format: write SAN's the old way, RCAN's the new way
+    torch.save(ref.state_dict(), src, _use_new_zipfile_serialization=source == "official-rcan")
+    assert src.read_bytes()[:2] == (b"PK" if source == "official-rcan" else b"\x80\x02")
     out = tmp_path / "converted.pt"
     assert main(["convert", "--from", source, str(src), "--out", str(out)]) == 0
     assert "does not redistribute" in capsys.readouterr().out
