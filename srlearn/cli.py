@@ -154,6 +154,57 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_upscale(args) -> int:
+    from .upscale import upscale_files
+    files: list[Path] = []
+    for item in args.images:
+        p = Path(item)
+        files.extend(_list_images(p) if p.is_dir() else [p])
+    rows = upscale_files(files, args.weights, args.out, args.scale, reference=args.reference, tile=args.tile,
+                         overlap=args.overlap, device=args.device, progress=not args.no_progress)
+    for r in rows:
+        (h, w), (sh, sw) = r["lr_size"], r["sr_size"]
+        print(f"{r['image']}: {w}x{h} -> {sw}x{sh}  {r['sr']}  (beside bicubic: {r['side_by_side']})")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from .convert import SOURCES, convert_official
+    out = convert_official(args.source, args.file, args.out)
+    print(f"{args.file} ({args.source}) -> {out}; load it with srlearn.train.load_model({str(out)!r}) or "
+          f"`srlearn upscale IMAGE --weights {out}`. Published: {SOURCES[args.source][1]}; srlearn does not "
+          f"redistribute these files.")
+    return 0
+
+
+def _add_upscale_convert_parsers(sub) -> None:
+    u = sub.add_parser("upscale", help="super-resolve your own images (no HR original needed)",
+                       description="Writes OUT/STEM_xS.png and OUT/STEM_xS_vs_bicubic.png (bicubic | SR) per image.")
+    u.add_argument("images", nargs="+", metavar="IMAGE", help="image files (or folders of images)")
+    u.add_argument("--weights", required=True, metavar="EXPERIMENT/ARM|CHECKPOINT",
+                   help="shipped weights (EXPERIMENT/ARM) or an srlearn checkpoint (training, `srlearn convert`)")
+    u.add_argument("--scale", type=int, default=None, help="up-scaling factor (default: the model's; must match it)")
+    u.add_argument("--out", required=True, help="output folder")
+    u.add_argument("--tile", type=int, default=0, metavar="N",
+                   help="process N x N input pixels at a time (bounded memory for large images; "
+                        "default: the whole image)")
+    u.add_argument("--overlap", type=int, default=16, metavar="M",
+                   help="context pixels read around each tile, then cut away (default 16)")
+    u.add_argument("--reference", default=None, metavar="IMAGE", help="reference image for SSEN models")
+    u.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: automatic)")
+    u.add_argument("--no-progress", action="store_true", help="no progress bars")
+    u.set_defaults(fn=_cmd_upscale)
+    c = sub.add_parser("convert", help="the authors' released SAN/RCAN/MIRNet weights -> an srlearn checkpoint",
+                       description="The official files are published by the authors (links in each official "
+                                   "repository's README); srlearn does not redistribute them.")
+    c.add_argument("--from", dest="source", required=True,
+                   choices=["official-san", "official-rcan", "official-mirnet"],
+                   help="whose file: daitao/SAN, yulunzhang/RCAN or swz30/MIRNet")
+    c.add_argument("file", help="the released weight file (.pt / .pth)")
+    c.add_argument("--out", required=True, help="the srlearn checkpoint to write")
+    c.set_defaults(fn=_cmd_convert)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="srlearn", description="Learn super-resolution papers by building them.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -183,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.set_defaults(fn=_cmd_bench)
+    _add_upscale_convert_parsers(sub)
     return p
 
 
