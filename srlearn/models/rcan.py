@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn.attention import channel_attention
+from ..nn.attention import ATTENTION, channel_attention
 from ..nn.common import MeanShift, Upsampler, conv3x3
 from .registry import register
 
@@ -47,11 +47,13 @@ class ResidualGroup(nn.Module):
 
 
 class RCAN(nn.Module):
-    """RCAN; ``attention`` ("se" as published, or "none" / "soca") is the layer inside every RCAB."""
+    """RCAN; ``attention`` (a kind in ``srlearn.nn.ATTENTION``: "se" as published, "none", "soca", or one
+    registered later) is the layer inside every RCAB."""
 
     def __init__(self, scale: int = 2, n_resgroups: int = 10, n_resblocks: int = 20, n_feats: int = 64,
                  reduction: int = 16, attention: str = "se", in_channels: int = 3, rgb_range: float = 1.0):
         super().__init__()
+        ATTENTION.resolve(attention)   # an unknown kind: KeyError listing the registered ones, before any layer
         self.scale, self.in_channels = int(scale), in_channels
         self.sub_mean = MeanShift(sign=-1, rgb_range=rgb_range)
         self.head = conv3x3(in_channels, n_feats)

@@ -11,6 +11,8 @@ from typing import Callable
 
 from torch import nn
 
+from ..registry import Registry
+
 
 @dataclass
 class ModelSpec:
@@ -20,15 +22,16 @@ class ModelSpec:
     description: str = ""
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+#: name -> :class:`ModelSpec` (``srlearn list``); each architecture module registers its builder.
+MODELS = Registry("model", "models", help="architectures with named presets: build(name, preset, **overrides)")
+_REGISTRY = MODELS
 
 
 def register(name: str, presets: dict[str, dict], description: str = ""):
     """Decorator: register ``builder`` under ``name`` with its presets (each a dict of keyword args)."""
     def deco(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, dict(presets), description or (builder.__doc__ or "").strip().split("\n")[0])
+        doc = description or (builder.__doc__ or "").strip().split("\n")[0]
+        MODELS.register(name, ModelSpec(name, builder, dict(presets), doc), presets=list(presets), description=doc)
         return builder
     return deco
 
@@ -39,10 +42,7 @@ def list_models() -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
+    return MODELS.get(name)
 
 
 def build(name: str, preset: str = "paper", **overrides) -> nn.Module:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn.attention import channel_attention
+from ..nn.attention import ATTENTION, channel_attention
 from ..nn.common import MeanShift, ResBlock, Upsampler, conv3x3
 from ..nn.non_local import RegionNonLocal
 from .registry import register
@@ -47,9 +47,9 @@ class LSRAG(nn.Module):
     def __init__(self, channels: int, n_resblocks: int, attention: str = "soca", reduction: int = 16,
                  ns_iters: int = 5):
         super().__init__()
-        soca_kwargs = {"iters": ns_iters} if attention == "soca" else {}
         self.blocks = nn.Sequential(*[ResBlock(channels) for _ in range(n_resblocks)])
-        self.attention = channel_attention(attention, channels, reduction, **soca_kwargs)
+        # ns_iters reaches the kinds that take ``iters`` (SOCA's Newton-Schulz steps); others ignore it
+        self.attention = channel_attention(attention, channels, reduction, **ATTENTION.accepted(attention, iters=ns_iters))
         self.conv = conv3x3(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,8 @@ class LSRAG(nn.Module):
 
 
 class SAN(nn.Module):
-    """SAN with ablation switches: ``attention`` ∈ {"none", "se", "soca"} at each LSRAG's tail,
+    """SAN with ablation switches: ``attention`` (a kind in ``srlearn.nn.ATTENTION``: "none", "se",
+    "soca", or one registered later) at each LSRAG's tail,
     ``non_local`` (RL-NL at head and tail) on/off, ``share_source`` (γ·F_0 skips) on/off, ``ns_iters``
     (Newton–Schulz iterations in SOCA), ``subsample_kv`` (RL-NL key/value pooling)."""
 
@@ -66,8 +67,7 @@ class SAN(nn.Module):
                  share_source: bool = True, subsample_kv: bool = True, regions: int = 2,
                  in_channels: int = 3, rgb_range: float = 1.0):
         super().__init__()
-        if attention not in ("none", "se", "soca"):
-            raise ValueError(f"attention must be 'none', 'se' or 'soca', got {attention!r}")
+        attention = ATTENTION.resolve(attention)   # an unknown kind: KeyError listing the registered ones
         self.scale, self.in_channels = int(scale), in_channels
         self.sub_mean = MeanShift(sign=-1, rgb_range=rgb_range)
         self.head = conv3x3(in_channels, n_feats)

@@ -19,19 +19,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SE", "SOCA", "covariance_pool", "sqrtm_newton_schulz", "channel_attention", "ATTENTION_KINDS"]
+from ..registry import Registry
 
-ATTENTION_KINDS = ("none", "se", "soca")
+__all__ = ["SE", "SOCA", "NoAttention", "covariance_pool", "sqrtm_newton_schulz", "channel_attention", "ATTENTION"]
+
+#: Channel-attention kinds by name. An entry is a module class built as ``cls(channels, reduction)``
+#: (plus ``iters=`` when its constructor takes it, as SOCA's does); SAN's LSRAG and RCAN's RCAB build
+#: whatever kind their ``attention=`` argument names, so ``@ATTENTION.register("my-gate")`` on a class is
+#: all a new arm needs.
+ATTENTION = Registry("attention kind", "attention",
+                     help="channel attention at the tail of SAN's LSRAG and inside RCAN's RCAB")
 
 
-def _excitation(channels: int, reduction: int) -> nn.Sequential:
-    """W_U · ReLU(W_D · z) then sigmoid: 1×1 convs C → C/r → C, with biases (RCAN and SAN alike)."""
+def _excitation(channels: int, reduction: int, bias: bool = True) -> nn.Sequential:
+    """W_U · ReLU(W_D · z) then sigmoid: 1×1 convs C → C/r → C, with biases in RCAN and SAN
+    (``bias=False`` for MIRNet's DAU)."""
     if channels // reduction < 1:
         raise ValueError(f"reduction={reduction} leaves no hidden channel for {channels} channels "
                          f"(C // r must be >= 1): use reduction <= {channels}")
     hidden = channels // reduction
-    return nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
-                         nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+    return nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=bias), nn.ReLU(inplace=True),
+                         nn.Conv2d(hidden, channels, 1, bias=bias), nn.Sigmoid())
 
 
 def _check_4d(x: torch.Tensor, channels: int, who: str) -> None:
@@ -45,6 +53,7 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+@ATTENTION.register("se", order="first")
 class SE(nn.Module):
     r"""First-order channel attention (Squeeze-and-Excitation with 1×1 convs) — RCAN's ``CALayer``.
 
@@ -59,12 +68,13 @@ class SE(nn.Module):
     After each forward the layer keeps, detached (no autograd graph is held), ``last_descriptor``
     (z, shape B×C) and ``last_weights`` (w, shape B×C), so a notebook can look at them after a model
     forward without hooks; each forward overwrites them. Notebook: section "2. First-order attention (SE)".
+    ``bias=False`` removes the two bias vectors (MIRNet's ``ca_layer``, :class:`srlearn.nn.fusion.ChannelAttention`).
     """
 
-    def __init__(self, channels: int, reduction: int = 16):
+    def __init__(self, channels: int, reduction: int = 16, bias: bool = True):
         super().__init__()
         self.channels, self.reduction = channels, reduction
-        self.conv_du = _excitation(channels, reduction)
+        self.conv_du = _excitation(channels, reduction, bias)
         self.last_descriptor: torch.Tensor | None = None
         self.last_weights: torch.Tensor | None = None
 
@@ -134,6 +144,7 @@ def sqrtm_newton_schulz(a: torch.Tensor, iters: int = 5, eps: float = 1e-10) -> 
         return y * trace.sqrt()
 
 
+@ATTENTION.register("soca", order="second")
 class SOCA(nn.Module):
     r"""Second-order channel attention (SAN, Dai et al. CVPR 2019).
 
@@ -182,17 +193,25 @@ class SOCA(nn.Module):
         return x * w.to(x.dtype)
 
 
-def channel_attention(kind: str, channels: int, reduction: int = 16, **soca_kwargs) -> nn.Module:
-    """Build the attention arm of SAN's ablation: ``"none"`` (identity), ``"se"`` (first order) or
-    ``"soca"`` (second order; ``soca_kwargs`` such as ``iters`` go to :class:`SOCA`, and are an error
-    for the other kinds)."""
-    kind = str(kind).lower()
-    if soca_kwargs and kind != "soca":
-        raise ValueError(f"{sorted(soca_kwargs)} only apply to attention='soca', not {kind!r}")
-    if kind == "none":
-        return nn.Identity()
-    if kind == "se":
-        return SE(channels, reduction)
-    if kind == "soca":
-        return SOCA(channels, reduction, **soca_kwargs)
-    raise ValueError(f"unknown attention {kind!r}: use one of {ATTENTION_KINDS}")
+@ATTENTION.register("none", order=None)
+class NoAttention(nn.Identity):
+    """No channel attention: the features pass unchanged (the ablation's "w/o attention" arm)."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        self.channels, self.reduction = channels, reduction
+
+
+def channel_attention(kind: str, channels: int, reduction: int = 16, **options) -> nn.Module:
+    """Build the channel attention registered as ``kind`` in :data:`ATTENTION` (``"none"``, ``"se"``,
+    ``"soca"`` or any kind registered later) as ``cls(channels, reduction, **options)``.
+
+    ``options`` the kind's constructor does not take are an error (``iters`` belongs to SOCA, say); a
+    model with a knob for one kind only (SAN's ``ns_iters``) filters it with ``ATTENTION.accepted``.
+    """
+    cls = ATTENTION.get(kind)
+    allowed = set(ATTENTION.options(kind)) - {"channels", "reduction"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"{unknown} do not apply to attention={kind!r}; its options: {sorted(allowed) or 'none'}")
+    return cls(channels, reduction, **options)

@@ -20,14 +20,18 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..registry import Registry
 from .attention import SE
 from .common import conv
 from .resize import resize_down, resize_up
 
-__all__ = ["SKFF", "SumFusion", "ConcatFusion", "FUSION_KINDS", "fusion_layer", "SpatialAttention",
+__all__ = ["SKFF", "SumFusion", "ConcatFusion", "FUSION", "fusion_layer", "SpatialAttention",
            "ChannelAttention", "DAU", "MRB", "RRG"]
 
-FUSION_KINDS = ("skff", "sum", "concat")
+#: How an MRB fuses its K streams, by name. An entry is a module class built as ``cls(channels, n_streams)``
+#: plus whichever of ``reduction=`` and ``bias=`` its constructor takes; it is called on a list of K
+#: same-shape maps. ``@FUSION.register("my-fusion")`` is all ``build("mirnet", ..., fusion="my-fusion")`` needs.
+FUSION = Registry("fusion kind", "fusion", help="how MIRNet's multi-scale residual block fuses its streams")
 
 
 def _check_streams(streams, n: int, channels: int, who: str) -> None:
@@ -42,6 +46,7 @@ def _check_streams(streams, n: int, channels: int, who: str) -> None:
                          f"resample every stream to the target stream's size and width first")
 
 
+@FUSION.register("skff")
 class SKFF(nn.Module):
     r"""Selective kernel feature fusion of K same-shape streams L_1 … L_K.
 
@@ -80,6 +85,7 @@ class SKFF(nn.Module):
         return (feats * a).sum(dim=1)
 
 
+@FUSION.register("sum")
 class SumFusion(nn.Module):
     """The ablation's "sum" aggregation: ``V = Σ_k L_k`` (no parameters, no selection)."""
 
@@ -92,6 +98,7 @@ class SumFusion(nn.Module):
         return torch.stack(list(streams), dim=0).sum(dim=0)
 
 
+@FUSION.register("concat")
 class ConcatFusion(nn.Module):
     """The ablation's "concatenation" aggregation: ``V = W [L_1; …; L_K]``, a 1×1 conv K·C → C
     (K·C² weights: 12,288 at C = 64, K = 3)."""
@@ -107,15 +114,11 @@ class ConcatFusion(nn.Module):
 
 
 def fusion_layer(kind: str, channels: int, n_streams: int = 3, reduction: int = 8, bias: bool = False) -> nn.Module:
-    """The fusion of an MRB: ``"skff"`` (MIRNet), ``"sum"`` or ``"concat"`` (the paper's ablation)."""
-    kind = str(kind).lower()
-    if kind == "skff":
-        return SKFF(channels, n_streams, reduction, bias)
-    if kind == "sum":
-        return SumFusion(channels, n_streams)
-    if kind == "concat":
-        return ConcatFusion(channels, n_streams, bias)
-    raise ValueError(f"unknown fusion {kind!r}: use one of {FUSION_KINDS}")
+    """The fusion of an MRB, by its name in :data:`FUSION`: ``"skff"`` (MIRNet), ``"sum"`` or ``"concat"``
+    (the paper's ablation), or any kind registered later. ``reduction`` and ``bias`` go to the kinds
+    whose constructor takes them."""
+    cls = FUSION.get(kind)
+    return cls(channels, n_streams, **FUSION.accepted(kind, reduction=reduction, bias=bias))
 
 
 class SpatialAttention(nn.Module):
@@ -152,16 +155,12 @@ class ChannelAttention(SE):
     MIRNet's ``ca_layer`` is RCAN's CA layer (same pooling, same gate) except that the DAU builds it
     with ``bias=False`` [papers.md §3.2; C: ``ca_layer(..., bias=bias)`` in ``DAU``]. So this class
     *is* SE (its forward, ``last_descriptor`` and ``last_weights`` are inherited unchanged) with the two
-    bias vectors removed after construction; ``bias=True`` gives plain SE. Notebook: section
+    bias vectors left out (``SE(..., bias=False)``); ``bias=True`` gives plain SE. Notebook: section
     "3. Dual attention: where, and what".
     """
 
     def __init__(self, channels: int, reduction: int = 8, bias: bool = False):
-        super().__init__(channels, reduction)
-        if not bias:
-            for layer in self.conv_du:
-                if isinstance(layer, nn.Conv2d):
-                    layer.register_parameter("bias", None)
+        super().__init__(channels, reduction, bias)
 
 
 class DAU(nn.Module):
@@ -227,7 +226,7 @@ class MRB(nn.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         self.channels, self.height, self.width = channels, height, width
-        self.share_dau_weights, self.fusion = bool(share_dau_weights), str(fusion).lower()
+        self.share_dau_weights, self.fusion = bool(share_dau_weights), FUSION.resolve(fusion)
         self.feats = [channels * 2 ** j for j in range(height)]
         n_dau = 1 if self.share_dau_weights else width
         self.daus = nn.ModuleList([nn.ModuleList([DAU(c, reduction=reduction, bias=bias, act=act)
