@@ -167,6 +167,7 @@ def load_official_weights(model: "MIRNet", state: dict) -> "MIRNet":
     # CPU-sized for the quick notebook: one MRB at 8/16/32 channels, same topology
     "tiny": {"scale": 1, "n_feat": 8, "n_rrg": 1, "n_mrb": 1, "height": 3, "width": 2, "fusion": "skff",
              "share_dau_weights": True},
-}, description="MIRNet: multi-scale residual blocks with SKFF fusion and dual attention units")
+}, description="MIRNet: multi-scale residual blocks with SKFF fusion and dual attention units",
+   params={"paper": PAPER_PARAMS["shared"], "mini": MINI_PARAMS, "tiny": 83_888})
 def mirnet(**kwargs) -> MIRNet:
     return MIRNet(**kwargs)

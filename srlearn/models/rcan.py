@@ -73,6 +73,7 @@ class RCAN(nn.Module):
 @register("rcan", presets={
     "paper": {"scale": 2, "n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16},
     "mini": {"scale": 2, "n_resgroups": 2, "n_resblocks": 3, "n_feats": 32, "reduction": 8},
-}, description="RCAN: residual-in-residual blocks with first-order channel attention")
+}, description="RCAN: residual-in-residual blocks with first-order channel attention",
+   params={"paper": PAPER_PARAMS[2], "mini": 179_227})
 def rcan(**kwargs) -> RCAN:
     return RCAN(**kwargs)

@@ -27,11 +27,21 @@ MODELS = Registry("model", "models", help="architectures with named presets: bui
 _REGISTRY = MODELS
 
 
-def register(name: str, presets: dict[str, dict], description: str = ""):
-    """Decorator: register ``builder`` under ``name`` with its presets (each a dict of keyword args)."""
+def register(name: str, presets: dict[str, dict], description: str = "", params: dict[str, int] | None = None,
+             inputs: tuple[str, ...] = ("lr",)):
+    """Decorator: register ``builder`` under ``name`` with its presets (each a dict of keyword args).
+
+    ``params`` states each preset's parameter count (at the preset's own scale): the registry's tests
+    build every preset and compare (``tests/test_registry_models.py``), so a new model is tested for
+    free. ``inputs`` names the forward's image arguments (``("lr", "ref")`` for reference-based SR).
+    """
     def deco(builder):
         doc = description or (builder.__doc__ or "").strip().split("\n")[0]
-        MODELS.register(name, ModelSpec(name, builder, dict(presets), doc), presets=list(presets), description=doc)
+        missing = sorted(set(params or {}) - set(presets))
+        if missing:
+            raise ValueError(f"model {name!r}: params given for presets it does not have: {missing}")
+        MODELS.register(name, ModelSpec(name, builder, dict(presets), doc), presets=list(presets),
+                        description=doc, params=dict(params or {}), inputs=list(inputs))
         return builder
     return deco
 

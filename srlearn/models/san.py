@@ -101,6 +101,7 @@ class SAN(nn.Module):
     "small": {"scale": 2, "n_resgroups": 4, "n_resblocks": 4, "n_feats": 64, "reduction": 16},
     # A few hundred steps on 48x48 patches in a minute or two on a 2-core CPU.
     "mini": {"scale": 2, "n_resgroups": 2, "n_resblocks": 3, "n_feats": 32, "reduction": 8},
-}, description="SAN: second-order channel attention, region non-local, share-source skips")
+}, description="SAN: second-order channel attention, region non-local, share-source skips",
+   params={"paper": PAPER_PARAMS[2], "small": 1_485_100, "mini": 169_368})
 def san(**kwargs) -> SAN:
     return SAN(**kwargs)
