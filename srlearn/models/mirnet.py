@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.common import Upsampler, conv
-from ..nn.fusion import FUSION, RRG
+from ..nn.fusion import FUSION
+from ..nn.groups import RRG
 from .registry import register
 
 #: papers.md §3.1 / §3.3 [R]: the official code's counts, reproduced exactly (tests/test_mirnet.py).

@@ -14,36 +14,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn.attention import ATTENTION, channel_attention
+from ..nn.attention import ATTENTION
+from ..nn.groups import RCAB, ResidualGroup  # noqa: F401  (RCAB: re-exported where it used to live)
 from ..nn.common import MeanShift, Upsampler, conv3x3
 from .registry import register
 
 # papers.md §1.6: official RCAN x2 15,444,667 = ours 15,444,643 + 24 (MeanShift weights, a buffer here).
 PAPER_PARAMS = {2: 15_444_643, 3: 15_629_283, 4: 15_592_355}
-
-
-class RCAB(nn.Module):
-    """Residual channel attention block: ``v + CA(conv(relu(conv(v))))``."""
-
-    def __init__(self, channels: int, reduction: int = 16, attention: str = "se"):
-        super().__init__()
-        self.body = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True), conv3x3(channels, channels),
-                                  channel_attention(attention, channels, reduction))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class ResidualGroup(nn.Module):
-    """m RCABs and a 3×3 conv, with a skip around them."""
-
-    def __init__(self, channels: int, n_resblocks: int, reduction: int = 16, attention: str = "se"):
-        super().__init__()
-        self.body = nn.Sequential(*[RCAB(channels, reduction, attention) for _ in range(n_resblocks)],
-                                  conv3x3(channels, channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
 
 
 class RCAN(nn.Module):

@@ -29,8 +29,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn.attention import ATTENTION, channel_attention
-from ..nn.common import MeanShift, ResBlock, Upsampler, conv3x3
+from ..nn.attention import ATTENTION
+from ..nn.common import MeanShift, Upsampler, conv3x3
+from ..nn.groups import LSRAG
 from ..nn.non_local import RegionNonLocal
 from .registry import register
 
@@ -39,21 +40,6 @@ from .registry import register
 #     + 36,928 (unused SAN.conv_last) + 20 (unused per-group gamma) + 1,096 (unused SOCA inside Nonlocal_CA)
 #   papers.md §1.6 lists 36,948 unused parameters; the 1,096 of Nonlocal_CA's SOCA come on top.
 PAPER_PARAMS = {2: 15_674_732, 3: 15_859_372, 4: 15_822_444}
-
-
-class LSRAG(nn.Module):
-    """Local-source residual attention group: m residual blocks, channel attention, 3×3 conv, skip."""
-
-    def __init__(self, channels: int, n_resblocks: int, attention: str = "soca", reduction: int = 16,
-                 ns_iters: int = 5):
-        super().__init__()
-        self.blocks = nn.Sequential(*[ResBlock(channels) for _ in range(n_resblocks)])
-        # ns_iters reaches the kinds that take ``iters`` (SOCA's Newton-Schulz steps); others ignore it
-        self.attention = channel_attention(attention, channels, reduction, **ATTENTION.accepted(attention, iters=ns_iters))
-        self.conv = conv3x3(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(self.attention(self.blocks(x)))
 
 
 class SAN(nn.Module):

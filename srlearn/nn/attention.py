@@ -1,4 +1,6 @@
-"""Channel attention, first order (SE / RCAN's CA) beside second order (SAN's SOCA).
+"""Attention layers, side by side: channel attention of first order (SE / RCAN's CA) and second order
+(SAN's SOCA), and MIRNet's spatial attention and dual attention unit (:class:`SpatialAttention`,
+:class:`ChannelAttention`, :class:`DAU`; papers.md §3.2, notebook 04 section "3. Dual attention").
 
 Both layers compute one weight per channel, ``w = sigmoid(W_U · ReLU(W_D · z))``, and return
 ``x * w``. They differ only in the channel descriptor ``z``:
@@ -20,8 +22,9 @@ import torch
 from torch import nn
 
 from ..registry import Registry
+from .common import conv
 
-__all__ = ["SE", "SOCA", "NoAttention", "covariance_pool", "sqrtm_newton_schulz", "channel_attention", "ATTENTION"]
+__all__ = ["SE", "SOCA", "NoAttention", "SpatialAttention", "ChannelAttention", "DAU", "covariance_pool", "sqrtm_newton_schulz", "channel_attention", "ATTENTION"]
 
 #: Channel-attention kinds by name. An entry is a module class built as ``cls(channels, reduction)``
 #: (plus ``iters=`` when its constructor takes it, as SOCA's does); SAN's LSRAG and RCAN's RCAB build
@@ -68,7 +71,7 @@ class SE(nn.Module):
     After each forward the layer keeps, detached (no autograd graph is held), ``last_descriptor``
     (z, shape B×C) and ``last_weights`` (w, shape B×C), so a notebook can look at them after a model
     forward without hooks; each forward overwrites them. Notebook: section "2. First-order attention (SE)".
-    ``bias=False`` removes the two bias vectors (MIRNet's ``ca_layer``, :class:`srlearn.nn.fusion.ChannelAttention`).
+    ``bias=False`` removes the two bias vectors (MIRNet's ``ca_layer``, :class:`ChannelAttention`).
     """
 
     def __init__(self, channels: int, reduction: int = 16, bias: bool = True):
@@ -191,6 +194,79 @@ class SOCA(nn.Module):
             w = self.conv_du(z.to(gate_dtype)[:, :, None, None])
         self.last_descriptor, self.last_weights = z.detach(), w.detach().flatten(1)
         return x * w.to(x.dtype)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Spatial attention beside channel attention: MIRNet's dual attention unit (Zamir et al., ECCV 2020).
+class SpatialAttention(nn.Module):
+    r"""Spatial attention: one weight per pixel from the channel-wise max and mean.
+
+    .. math::  \mathrm{SA}(M) = M \odot \sigma\big(W_{5×5} * [\max_c M;\ \mathrm{mean}_c M]\big)
+
+    W: 2 → 1 channels, 5×5, no bias, no batch norm, no ReLU (50 weights) [papers.md §3.2; C:
+    ``spatial_attn_layer``]. Keeps ``last_map`` (σ(·), B×1×H×W, detached). Notebook: section
+    "3. Dual attention: where, and what".
+    """
+
+    def __init__(self, kernel_size: int = 5, bias: bool = False):
+        super().__init__()
+        self.conv = conv(2, 1, kernel_size, bias=bias)
+        self.last_map: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"SpatialAttention expects a (B, C, H, W) map, got {tuple(x.shape)}")
+        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        m = torch.sigmoid(self.conv(pooled))
+        self.last_map = m.detach()
+        return x * m
+
+
+class ChannelAttention(SE):
+    r"""MIRNet's channel attention: the package's :class:`~srlearn.nn.attention.SE` with reduction 8
+    and, by default, **no biases**.
+
+    .. math::  \mathrm{CA}(M) = M \odot \sigma\big(W_2\,\mathrm{ReLU}(W_1\,\mathrm{GAP}(M))\big),
+               \quad W_1: C \to C/8,\ W_2: C/8 \to C
+
+    MIRNet's ``ca_layer`` is RCAN's CA layer (same pooling, same gate) except that the DAU builds it
+    with ``bias=False`` [papers.md §3.2; C: ``ca_layer(..., bias=bias)`` in ``DAU``]. So this class
+    *is* SE (its forward, ``last_descriptor`` and ``last_weights`` are inherited unchanged) with the two
+    bias vectors left out (``SE(..., bias=False)``); ``bias=True`` gives plain SE. Notebook: section
+    "3. Dual attention: where, and what".
+    """
+
+    def __init__(self, channels: int, reduction: int = 8, bias: bool = False):
+        super().__init__(channels, reduction, bias)
+
+
+class DAU(nn.Module):
+    r"""Dual attention unit: spatial and channel attention side by side, merged, plus the input.
+
+    .. math::  M = W_{3×3}\,\phi(W_{3×3}\,x),\qquad
+               \mathrm{DAU}(x) = x + W_{1×1}\,[\mathrm{SA}(M);\ \mathrm{CA}(M)]\quad (2C \to C)
+
+    φ = PReLU, no biases [papers.md §3.2; C: ``DAU``]. ``act`` lets a model pass one PReLU shared by
+    every DAU: the official code does that by accident (a default argument ``act=nn.PReLU()`` is
+    evaluated once), papers.md §3.3 quirk 2; ``None`` gives the unit its own. Notebook: section
+    "3. Dual attention: where, and what".
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, reduction: int = 8, sa_kernel: int = 5,
+                 bias: bool = False, act: nn.Module | None = None):
+        super().__init__()
+        self.channels = channels
+        self.body = nn.Sequential(conv(channels, channels, kernel_size, bias), act if act is not None else nn.PReLU(),
+                                  conv(channels, channels, kernel_size, bias))
+        self.sa = SpatialAttention(sa_kernel)              # official: always bias-free
+        self.ca = ChannelAttention(channels, reduction, bias)
+        self.conv1x1 = nn.Conv2d(2 * channels, channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"DAU expects a (B, {self.channels}, H, W) map, got {tuple(x.shape)}")
+        m = self.body(x)
+        return x + self.conv1x1(torch.cat([self.sa(m), self.ca(m)], dim=1))
 
 
 @ATTENTION.register("none", order=None)
