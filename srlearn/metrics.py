@@ -32,9 +32,13 @@ import torch.nn.functional as F
 __all__ = ["rgb_to_y", "psnr", "ssim", "psnr_ntire", "psnr_torch", "ssim_torch", "protocol", "PROTOCOL",
            "gaussian_window"]
 
-#: BT.601 studio-swing luma weights for R, G, B in [0, 1] (MATLAB ``rgb2ycbcr``; BasicSR ``rgb2ycbcr``)
-#: [sr-protocol.md §2.1]. They sum to 219 = 235 - 16.
-Y_WEIGHTS = (65.481, 128.553, 24.966)
+#: BT.601 studio-swing RGB -> YCbCr for R, G, B in [0, 1], output in [0, 255]: rows Y, Cb, Cr, then the
+#: offsets (MATLAB ``rgb2ycbcr``; BasicSR ``rgb2ycbcr``) [sr-protocol.md §2.1]. The package's one copy:
+#: ``srlearn.models.ycbcr`` builds its tensors from it.
+BT601 = ((65.481, 128.553, 24.966), (-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
+BT601_OFFSET = (16.0, 128.0, 128.0)
+#: The luma row: weights sum to 219 = 235 - 16.
+Y_WEIGHTS = BT601[0]
 #: SSIM constants of Wang et al. [sr-protocol.md §2.1]: window size, Gaussian sigma, K1, K2, dynamic range L.
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2, SSIM_L = 11, 1.5, 0.01, 0.03, 255.0
 
