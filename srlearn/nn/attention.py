@@ -24,7 +24,7 @@ from torch import nn
 from ..registry import Registry
 from .common import conv
 
-__all__ = ["SE", "SOCA", "NoAttention", "SpatialAttention", "ChannelAttention", "DAU", "covariance_pool", "sqrtm_newton_schulz", "channel_attention", "ATTENTION"]
+__all__ = ["SE", "SOCA", "NoAttention", "SpatialAttention", "ChannelAttention", "DAU", "covariance_pool", "sqrtm_newton_schulz", "sigma_power", "channel_attention", "ATTENTION"]
 
 #: Channel-attention kinds by name. An entry is a module class built as ``cls(channels, reduction)``
 #: (plus ``iters=`` when its constructor takes it, as SOCA's does); SAN's LSRAG and RCAN's RCAB build
@@ -194,6 +194,24 @@ class SOCA(nn.Module):
             w = self.conv_du(z.to(gate_dtype)[:, :, None, None])
         self.last_descriptor, self.last_weights = z.detach(), w.detach().flatten(1)
         return x * w.to(x.dtype)
+
+
+def sigma_power(sigma: torch.Tensor, alpha: float) -> torch.Tensor:
+    r"""Σ^α = U Λ^α Uᵀ for symmetric PSD ``sigma`` (..., C, C), by ``torch.linalg.eigh``.
+
+    The paper motivates SOCA's normalisation with this eigen-decomposition (α = ½) and computes it by
+    Newton–Schulz instead [papers.md §1.2]: eigh has no fast GPU kernel and its gradient is undefined
+    for repeated eigenvalues (sr-protocol.md §6.2). Eigenvalues below 0 (rounding) are clamped to 0;
+    0^α is taken as 0 for α > 0 and 1 for α = 0.
+    """
+    if sigma.dim() < 2 or sigma.shape[-1] != sigma.shape[-2]:
+        raise ValueError(f"sigma_power expects square matrices (..., C, C), got shape {tuple(sigma.shape)}")
+    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    lam, u = torch.linalg.eigh(sigma)
+    lam = lam.clamp_min(0)
+    powered = lam.pow(alpha) if alpha > 0 else torch.ones_like(lam)
+    return (u * powered.unsqueeze(-2)) @ u.transpose(-1, -2)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from ..registry import Registry
-from .common import conv
 
 __all__ = ["SKFF", "SumFusion", "ConcatFusion", "FUSION", "fusion_layer"]
 
