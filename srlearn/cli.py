@@ -29,6 +29,9 @@ def _cmd_list(args) -> int:
         print(f"  {name:22s} {experiments.get_experiment(name).description}")
     print("benchmarks:\n  " + ", ".join(bench.list_benches()))
     print("datasets (srlearn.data.registry):\n  " + ", ".join(registry.list_datasets()))
+    from .nn import ATTENTION, FUSION
+    print("attention kinds (srlearn.nn.ATTENTION; SAN and RCAN build any of them):\n  " + ", ".join(ATTENTION.names()))
+    print("fusion kinds (srlearn.nn.FUSION; MIRNet builds any of them):\n  " + ", ".join(FUSION.names()))
     return 0
 
 

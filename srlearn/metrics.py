@@ -24,17 +24,22 @@ same quantisation, and agree with the NumPy functions to 1e-6 dB (tested).
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rgb_to_y", "psnr", "ssim", "psnr_ntire", "psnr_torch", "ssim_torch", "protocol", "PROTOCOL",
+__all__ = ["rgb_to_y", "psnr", "ssim", "psnr_ntire", "psnr_torch", "ssim_torch", "protocol", "PROTOCOL", "Protocol",
            "gaussian_window"]
 
-#: BT.601 studio-swing luma weights for R, G, B in [0, 1] (MATLAB ``rgb2ycbcr``; BasicSR ``rgb2ycbcr``)
-#: [sr-protocol.md §2.1]. They sum to 219 = 235 - 16.
-Y_WEIGHTS = (65.481, 128.553, 24.966)
+#: BT.601 studio-swing RGB -> YCbCr for R, G, B in [0, 1], output in [0, 255]: rows Y, Cb, Cr, then the
+#: offsets (MATLAB ``rgb2ycbcr``; BasicSR ``rgb2ycbcr``) [sr-protocol.md §2.1]. The package's one copy:
+#: ``srlearn.models.ycbcr`` builds its tensors from it.
+BT601 = ((65.481, 128.553, 24.966), (-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
+BT601_OFFSET = (16.0, 128.0, 128.0)
+#: The luma row: weights sum to 219 = 235 - 16.
+Y_WEIGHTS = BT601[0]
 #: SSIM constants of Wang et al. [sr-protocol.md §2.1]: window size, Gaussian sigma, K1, K2, dynamic range L.
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2, SSIM_L = 11, 1.5, 0.01, 0.03, 255.0
 
@@ -308,3 +313,71 @@ def ssim_torch(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0, y_only: bool =
     sxx, syy, sxy = exx - mx * mx, eyy - my * my, exy - mx * my
     smap = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return smap.mean(dim=(2, 3)).mean(dim=1)
+
+
+# ------------------------------------------------------------------------------------------ the protocol
+@dataclass(frozen=True)
+class Protocol:
+    """How one task is scored: one object for training-time validation, evaluation, reports, figures and
+    the CLI, so that a learning curve and a table of the same run always agree.
+
+    * ``scale``: the model's up-sampling factor (1 for same-size restoration such as denoising);
+    * ``crop``: pixels shaved from each side before scoring; ``None`` means ``scale`` (the SR protocol);
+    * ``y_only``: score the BT.601 Y channel (SR papers) or all RGB channels (denoising papers);
+    * ``degradation``: how the input was made, for the protocol's name ("MATLAB-BI", "PIL-BI", ...);
+    * ``baseline``: the name of the parameter-free row every table starts with ("bicubic", "noisy input");
+    * ``name``: a full protocol string when the default one does not describe the task (e.g.
+      ``"RGB/shave=0/uint8/AWGN-sigma25-clipped"``); it must agree with ``crop`` and ``y_only``.
+
+    ``str(p)`` is the protocol string every reported number carries (sr-protocol.md §8.12);
+    ``p.score(sr, hr)`` gives ``{"psnr", "ssim"}`` of two 8-bit images; ``p.metric_label`` labels axes.
+    """
+    scale: int = 2
+    crop: int | None = None
+    y_only: bool = True
+    degradation: str = "MATLAB-BI"
+    baseline: str = "bicubic"
+    name: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.scale, bool) or not isinstance(self.scale, numbers.Integral) or self.scale < 1:
+            raise ValueError(f"scale must be a positive integer (1 = same-size restoration), got {self.scale!r}")
+        if self.crop is not None and (isinstance(self.crop, bool) or not isinstance(self.crop, numbers.Integral)
+                                      or self.crop < 0):
+            raise ValueError(f"crop must be an integer >= 0 or None (= scale), got {self.crop!r}")
+        if self.name is not None:
+            colour = "Y-BT601/" if self.y_only else "RGB/"
+            if not self.name.startswith(colour) or f"/shave={self.shave}/" not in self.name:
+                raise ValueError(f"protocol name {self.name!r} disagrees with crop={self.shave}, "
+                                 f"y_only={self.y_only}: it must start with {colour!r} and name shave={self.shave}")
+
+    @property
+    def shave(self) -> int:
+        """Pixels shaved from each side: ``crop``, or ``scale`` when ``crop`` is None."""
+        return int(self.scale if self.crop is None else self.crop)
+
+    @property
+    def string(self) -> str:
+        return self.name or _protocol(str(self.shave), bool(self.y_only), self.degradation)
+
+    def __str__(self) -> str:
+        return self.string
+
+    @property
+    def metric_label(self) -> str:
+        """``"Y-PSNR (dB)"`` or ``"RGB PSNR (dB)"``: the axis label of a curve scored by this protocol."""
+        return "Y-PSNR (dB)" if self.y_only else "RGB PSNR (dB)"
+
+    def psnr(self, sr, hr) -> float:
+        return psnr(sr, hr, crop=self.shave, y_only=self.y_only)
+
+    def ssim(self, sr, hr) -> float:
+        return ssim(sr, hr, crop=self.shave, y_only=self.y_only)
+
+    def score(self, sr, hr) -> dict:
+        """``{"psnr", "ssim"}`` of 8-bit ``sr`` against ``hr`` by this protocol."""
+        return {"psnr": self.psnr(sr, hr), "ssim": self.ssim(sr, hr)}
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale, "crop": self.shave, "y_only": self.y_only, "degradation": self.degradation,
+                "baseline": self.baseline, "name": self.string}

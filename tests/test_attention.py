@@ -290,7 +290,7 @@ def test_channel_attention_factory_and_errors():
     assert isinstance(channel_attention("se", 8, 4), SE)
     soca = channel_attention("soca", 8, 4, iters=7)
     assert isinstance(soca, SOCA) and soca.iters == 7
-    with pytest.raises(ValueError, match="only apply to attention='soca'"):
+    with pytest.raises(ValueError, match=r"\['iters'\] do not apply to attention='se'"):
         channel_attention("se", 8, 4, iters=7)
     with pytest.raises(ValueError, match="none.*se.*soca"):
         channel_attention("foca", 8)

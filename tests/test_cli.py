@@ -22,6 +22,8 @@ def test_list_names_models_experiments_benchmarks_datasets(capsys):
     out = capsys.readouterr().out
     for word in ("edsr", "bicubic", "sr-basics", "soca", "DIV2K_train_HR", "Manga109"):
         assert word in out, word
+    assert "attention kinds" in out and "none, se, soca" in out
+    assert "fusion kinds" in out and "concat, skff, sum" in out
 
 
 def test_doctor_reports_torch_device_and_torchvision(capsys):

@@ -12,7 +12,7 @@ from srlearn.experiments import san as san_exp
 from srlearn.experiments.core import Budget
 from srlearn.models import build
 from srlearn.nn import count_parameters, sqrtm_newton_schulz
-from srlearn.nn.attention import SE, SOCA
+from srlearn.nn.attention import SE, SOCA, NoAttention
 from srlearn.nn.non_local import RegionNonLocal
 from srlearn.train import TrainConfig, lr_factor
 
@@ -57,7 +57,7 @@ def test_attention_arms_differ_only_in_the_gate():
     models = {arm.name: _model(exp, arm) for arm in exp.arms}
     assert set(models) == {"none", "se", "soca"}
     kinds = {name: {type(g.attention) for g in m.groups} for name, m in models.items()}
-    assert kinds == {"none": {torch.nn.Identity}, "se": {SE}, "soca": {SOCA}}
+    assert kinds == {"none": {NoAttention}, "se": {SE}, "soca": {SOCA}}
     # same architecture otherwise: SE and SOCA have the same excitation, so the same parameter count
     assert count_parameters(models["se"]) == count_parameters(models["soca"]) > count_parameters(models["none"])
     assert all(isinstance(m.non_local, RegionNonLocal) and m.gamma is not None for m in models.values())

@@ -1,5 +1,5 @@
 """MIRNet's blocks: anti-aliased down-sampling, residual resizing, SKFF (and its two baselines), spatial and
-channel attention, DAU, MRB and RRG (srlearn.nn.fusion, srlearn.nn.resize)."""
+channel attention, DAU, MRB and RRG (srlearn.nn.fusion, .attention, .groups, .resize)."""
 import numpy as np
 import pytest
 import torch

@@ -278,3 +278,25 @@ def test_set5_bicubic_baseline():
         assert np.mean(ps) == pytest.approx(want, abs=0.02), (s, np.mean(ps))
         if s == 4:
             assert np.mean(ss) == pytest.approx(0.8111, abs=0.001)
+
+
+def test_protocol_object_names_and_scores_like_the_functions():
+    from srlearn.metrics import Protocol, protocol, psnr, ssim
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    sr = np.clip(hr.astype(int) + rng.integers(-9, 10, hr.shape), 0, 255).astype(np.uint8)
+    sr_proto = Protocol(scale=2)
+    assert str(sr_proto) == protocol(2) and sr_proto.shave == 2 and sr_proto.baseline == "bicubic"
+    assert sr_proto.score(sr, hr) == {"psnr": psnr(sr, hr, crop=2), "ssim": ssim(sr, hr, crop=2)}
+    denoise = Protocol(scale=1, crop=0, y_only=False, baseline="noisy input",
+                       name="RGB/shave=0/uint8/AWGN-sigma25-clipped")
+    assert denoise.shave == 0 and str(denoise) == "RGB/shave=0/uint8/AWGN-sigma25-clipped"
+    assert denoise.psnr(sr, hr) == psnr(sr, hr, crop=0, y_only=False) != sr_proto.psnr(sr, hr)
+    assert denoise.metric_label == "RGB PSNR (dB)" and sr_proto.metric_label == "Y-PSNR (dB)"
+    assert str(Protocol(scale=1, crop=0)) == "Y-BT601/shave=0/uint8/MATLAB-BI"   # never shave=1 for crop 0
+    with pytest.raises(ValueError, match="disagrees with crop=0"):
+        Protocol(scale=1, crop=0, y_only=False, name="RGB/shave=1/uint8/AWGN")
+    with pytest.raises(ValueError, match="scale must be a positive integer"):
+        Protocol(scale=2.5)
+    with pytest.raises(ValueError, match="crop must be an integer"):
+        Protocol(scale=2, crop=-1)

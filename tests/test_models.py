@@ -17,7 +17,7 @@ def test_registry_lists_and_builds():
 
 
 def test_registry_errors_name_the_choices():
-    with pytest.raises(KeyError, match="registered models: .*edsr"):
+    with pytest.raises(KeyError, match="did you mean .edsr.*registered: .*edsr"):
         models.build("edrs")
     with pytest.raises(KeyError, match="presets: paper, baseline, mini"):
         models.build("edsr", "tiny")

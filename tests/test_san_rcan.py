@@ -182,7 +182,7 @@ def test_soca_weights_are_visible_after_a_model_forward():
 
 
 def test_bad_inputs_get_clear_errors():
-    with pytest.raises(ValueError, match="'none', 'se' or 'soca'"):
+    with pytest.raises(ValueError, match="unknown attention kind 'foca'.*registered: none, se, soca"):
         build("san", "mini", attention="foca")
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         build("san", "mini")(torch.rand(1, 1, 12, 12))

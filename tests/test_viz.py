@@ -343,3 +343,34 @@ def test_feature_explorer_lists_each_call_of_a_module_run_twice():
     explorer = viz.FeatureExplorer(_Twice(), torch.rand(3, 6, 6), layers="conv")
     assert explorer.layers == ["conv[0]", "conv[1]"]
     assert not np.array_equal(explorer.features["conv[0]"], explorer.features["conv[1]"])
+
+
+def test_explorer_redraws_when_a_control_moves():
+    from matplotlib.figure import Figure
+
+    from srlearn.viz import Explorer
+    from srlearn.viz.widgets import MAIN_CLASS
+    calls = []
+
+    def draw(row, gain, kind):
+        calls.append((row, gain, kind))
+        fig = Figure(figsize=(1, 1), dpi=20)
+        fig.add_subplot().plot([0, row], [0, gain])
+        return fig
+
+    ex = Explorer(draw, row=(0, 9, 3), gain=(0.0, 2.0, 1.0), kind=["a", "b"])
+    assert calls == [(3, 1.0, "a")] and ex.png.startswith(b"\x89PNG") and ex.image.value == ex.png
+    assert MAIN_CLASS in ex.controls["row"]._dom_classes and MAIN_CLASS not in ex.controls["kind"]._dom_classes
+    first = ex.png
+    ex.controls["row"].value = 7                       # moving a control redraws once
+    assert calls[-1] == (7, 1.0, "a") and len(calls) == 2 and ex.png != first
+    ex.show(kind="b", gain=2.0)                        # show() moves several controls, one redraw
+    assert calls[-1] == (7, 2.0, "b") and len(calls) == 3
+    with pytest.raises(KeyError, match="no control named"):
+        ex.show(colour=1)
+    with pytest.raises(ValueError, match="outside"):
+        Explorer(draw, row=(0, 9, 12))
+    with pytest.raises(ValueError, match="give \\(lo, hi"):
+        Explorer(draw, row="wide")
+    with pytest.raises(TypeError, match="Figure or PNG bytes"):
+        Explorer(lambda row: 3, row=(0, 1))

@@ -12,16 +12,16 @@ from typing import Callable
 
 import torch
 
-_BENCHES: dict[str, Callable[..., list[dict]]] = {}
+from ..registry import Registry
+
+#: name -> benchmark function (returns a list of row dicts). Filled by importing this package's modules.
+BENCHES = Registry("benchmark", "benchmarks", help="speed and memory tables (srlearn bench NAME)")
+_BENCHES = BENCHES
 
 
-def register_bench(name: str):
-    def deco(fn):
-        if name in _BENCHES:
-            raise ValueError(f"benchmark {name!r} registered twice")
-        _BENCHES[name] = fn
-        return fn
-    return deco
+def register_bench(name: str, **info):
+    """Decorator: register a benchmark function under ``name``."""
+    return BENCHES.register(name, **info)
 
 
 def _load_all():
@@ -36,9 +36,7 @@ def list_benches() -> list[str]:
 
 def run_bench(name: str, **kwargs) -> list[dict]:
     _load_all()
-    if name not in _BENCHES:
-        raise KeyError(f"unknown benchmark {name!r}; available: {', '.join(sorted(_BENCHES))}")
-    return _BENCHES[name](**kwargs)
+    return BENCHES.get(name)(**kwargs)
 
 
 def time_call(fn: Callable[[], object], device: torch.device | str = "cpu", repeat: int = 5, warmup: int = 1) -> float:

@@ -38,6 +38,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..registry import Registry
+
 __all__ = ["Dataset", "DATASETS", "ChecksumError", "ManualDownloadRequired", "list_datasets", "get",
            "cache_dir", "fetch", "verify_file", "safe_extract", "register_local", "pair_div2k", "pair_cufed5"]
 
@@ -187,8 +189,11 @@ _ENTRIES = [_div2k_entry(*row) for row in _DIV2K] + [
         notes="Listed so its terms are visible; srlearn never fetches, vendors or redistributes it."),
 ]
 
-#: name -> :class:`Dataset`. Names are case-insensitive in :func:`get` and :func:`fetch`.
-DATASETS: dict[str, Dataset] = {d.name: d for d in _ENTRIES}
+#: name -> :class:`Dataset`, one of the package's registries (``srlearn list``). Names are
+#: case-insensitive in :func:`get` and :func:`fetch`.
+DATASETS = Registry("dataset", "datasets", help="public datasets: source, licence, checksum, policy")
+for _d in _ENTRIES:
+    DATASETS.register(_d.name, _d, policy=_d.policy)
 
 _LOCAL: dict[str, Path] = {}
 

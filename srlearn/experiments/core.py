@@ -30,6 +30,7 @@ from ..data import PairedPatchDataset, list_images, to_tensor, to_uint8, validat
 from ..metrics import protocol, psnr, ssim
 from ..models import build
 from ..nn import count_parameters
+from ..registry import Registry
 from ..train import TrainConfig, load_checkpoint, train
 
 RESULTS_VERSION = 1
@@ -101,14 +102,13 @@ class Experiment:
         raise KeyError(f"experiment {self.name!r} has no arm {name!r}; arms: {[a.name for a in self.arms]}")
 
 
-_EXPERIMENTS: dict[str, Experiment] = {}
+#: name -> :class:`Experiment` (``srlearn list``); filled by this package's modules.
+EXPERIMENTS = Registry("experiment", "experiments", help="replications: arms x seeds x budget")
+_EXPERIMENTS = EXPERIMENTS
 
 
 def register_experiment(exp: Experiment) -> Experiment:
-    if exp.name in _EXPERIMENTS:
-        raise ValueError(f"experiment {exp.name!r} registered twice")
-    _EXPERIMENTS[exp.name] = exp
-    return exp
+    return EXPERIMENTS.register(exp.name, exp)
 
 
 def list_experiments() -> list[str]:
@@ -116,10 +116,7 @@ def list_experiments() -> list[str]:
 
 
 def get_experiment(name: str) -> Experiment:
-    try:
-        return _EXPERIMENTS[name]
-    except KeyError:
-        raise KeyError(f"unknown experiment {name!r}; registered: {', '.join(list_experiments())}") from None
+    return EXPERIMENTS.get(name)
 
 
 # --------------------------------------------------------------------------------------------- evaluation

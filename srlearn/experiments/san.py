@@ -21,18 +21,12 @@ Helpers (notebooks import them; nothing here imports a notebook):
 
 * :func:`released_schedule`, :func:`paper_schedule`, :func:`lr_curve`: the two schedules as
   ``TrainConfig`` fields, and the lr they give at every step (through ``srlearn.train.lr_factor``);
-* :func:`sigma_power`: Σ^α by eigen-decomposition, the exact operation SOCA's Newton–Schulz iteration
-  approximates for α = ½ (notebook 01, section "4. Newton-Schulz square root");
-* :func:`attention_weights`, :func:`with_fixed_gates`: read the channel weights of every LSRAG after a
-  forward, and replace the adaptive gates by constant ones (notebook 01's "why does rescaling help?").
+* ``sigma_power`` (now in ``srlearn.nn.attention``, beside SOCA) and the probes ``attention_weights``,
+  ``with_fixed_gates`` (now in ``srlearn.viz.probes``) are still reachable from here.
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
-import torch
-from torch import nn
 
 from ..train import TrainConfig, lr_factor
 from .core import Arm, Budget, Comparison, Experiment, register_experiment
@@ -77,69 +71,6 @@ def lr_curve(steps: int, lr: float, **train_fields) -> np.ndarray:
     computed by the training loop's own ``lr_factor``."""
     config = TrainConfig(steps=steps, lr=lr, progress=False, **train_fields)
     return np.array([lr * lr_factor(s, config) for s in range(steps)])
-
-
-# ------------------------------------------------------------------------------------------------ maths
-def sigma_power(sigma: torch.Tensor, alpha: float) -> torch.Tensor:
-    r"""Σ^α = U Λ^α Uᵀ for symmetric PSD ``sigma`` (..., C, C), by ``torch.linalg.eigh``.
-
-    The paper motivates SOCA's normalisation with this eigen-decomposition (α = ½) and computes it by
-    Newton–Schulz instead [papers.md §1.2]: eigh has no fast GPU kernel and its gradient is undefined
-    for repeated eigenvalues (sr-protocol.md §6.2). Eigenvalues below 0 (rounding) are clamped to 0;
-    0^α is taken as 0 for α > 0 and 1 for α = 0.
-    """
-    if sigma.dim() < 2 or sigma.shape[-1] != sigma.shape[-2]:
-        raise ValueError(f"sigma_power expects square matrices (..., C, C), got shape {tuple(sigma.shape)}")
-    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    lam, u = torch.linalg.eigh(sigma)
-    lam = lam.clamp_min(0)
-    powered = lam.pow(alpha) if alpha > 0 else torch.ones_like(lam)
-    return (u * powered.unsqueeze(-2)) @ u.transpose(-1, -2)
-
-
-# ------------------------------------------------------------------------------------- attention probes
-def _gates(model: nn.Module) -> list[nn.Module]:
-    groups = getattr(model, "groups", None)
-    if groups is None:
-        raise TypeError(f"{type(model).__name__} has no LSRAG `groups`: pass a SAN built by srlearn.models.build('san', ...)")
-    gates = [g.attention for g in groups]
-    if not all(hasattr(a, "last_weights") for a in gates):
-        raise ValueError("this SAN has no channel attention to read (attention='none'); build it with 'se' or 'soca'")
-    return gates
-
-
-def attention_weights(model: nn.Module) -> torch.Tensor:
-    """The channel weights w of every LSRAG from the model's latest forward: (G, B, C), detached."""
-    gates = _gates(model)
-    if any(a.last_weights is None for a in gates):
-        raise RuntimeError("run the model once (a forward pass) before reading its attention weights")
-    return torch.stack([a.last_weights for a in gates])
-
-
-class FixedGate(nn.Module):
-    """``x * w`` with a constant per-channel ``w``: a channel "attention" that ignores its input."""
-
-    def __init__(self, weights: torch.Tensor):
-        super().__init__()
-        self.register_buffer("weights", weights.detach().clone().flatten())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.weights.numel():
-            raise ValueError(f"FixedGate holds {self.weights.numel()} weights, got input of shape {tuple(x.shape)}")
-        return x * self.weights.to(x.dtype)[None, :, None, None]
-
-
-def with_fixed_gates(model: nn.Module, weights: torch.Tensor) -> nn.Module:
-    """A copy of the SAN ``model`` whose g-th LSRAG gate is the constant ``weights[g]`` (G × C)."""
-    gates = _gates(model)
-    weights = torch.as_tensor(weights)
-    if weights.shape != (len(gates), gates[0].channels):
-        raise ValueError(f"weights must be (G, C) = ({len(gates)}, {gates[0].channels}), got {tuple(weights.shape)}")
-    fixed = copy.deepcopy(model)
-    for group, w in zip(fixed.groups, weights):
-        group.attention = FixedGate(w)
-    return fixed
 
 
 # ------------------------------------------------------------------------------------------ experiments
@@ -232,3 +163,14 @@ SAN_SCHEDULE = register_experiment(Experiment(
     ],
     notebook="notebooks/02_san_nonlocal_ssrg.ipynb",
 ))
+
+
+def __getattr__(name: str):
+    # sigma_power moved to srlearn.nn.attention (beside SOCA), the probes to srlearn.viz.probes.
+    if name == "sigma_power":
+        from ..nn.attention import sigma_power
+        return sigma_power
+    if name in ("attention_weights", "FixedGate", "with_fixed_gates"):
+        from ..viz import probes
+        return getattr(probes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,7 +39,7 @@ from ..models import build
 from .core import Arm, Budget, Comparison, Experiment, register_experiment
 
 __all__ = ["SSEN_REFSR", "VALIDATION", "TRAIN_LEVELS", "TRAIN_WEIGHTS", "RefIgnoringBicubic", "level_rows",
-           "level_table", "level_verdicts", "noninferiority", "modulation_by_level", "gan_finetune",
+           "level_verdicts", "noninferiority", "gan_finetune",
            "NONINFERIORITY_MARGIN"]
 
 #: Training references: papers.md §6.4's relevant / irrelevant mix.
@@ -143,46 +143,6 @@ def level_rows(results: dict) -> list[dict]:
     return rows
 
 
-class LevelTable:
-    """Mean ± std (over seeds) Y-PSNR per arm (rows) and similarity level (columns); Δ vs ``reference`` arm."""
-
-    def __init__(self, rows: list[dict], reference: str = "sisr", protocol: str | None = None):
-        self.rows, self.reference, self.protocol = rows, reference, protocol
-
-    def cell(self, arm: str, level: str) -> tuple[float, float, int]:
-        v = [r["psnr"] for r in self.rows if r["arm"] == arm and r["level"] == level]
-        return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")), len(v)
-
-    def to_markdown(self) -> str:
-        arms = list(OrderedDict.fromkeys(r["arm"] for r in self.rows))
-        head = "| arm | " + " | ".join(f"{lv} ({LEVEL_NAMES[lv]})" for lv in LEVELS) + " |"
-        lines = [head, "|---" * (len(LEVELS) + 1) + "|"]
-        for arm in arms:
-            cells = []
-            for lv in LEVELS:
-                m, s, n = self.cell(arm, lv)
-                txt = f"{m:.2f}" + (f" ± {s:.2f}" if n > 1 else "")
-                if arm != self.reference and any(r["arm"] == self.reference for r in self.rows):
-                    txt += f" ({m - self.cell(self.reference, lv)[0]:+.2f})"
-                cells.append(txt)
-            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-        cap = f"Y-PSNR (dB) by reference similarity; in brackets: Δ vs {self.reference}."
-        if self.protocol:
-            cap += f" Protocol: {self.protocol}."
-        return cap + "\n\n" + "\n".join(lines)
-
-    def _repr_markdown_(self) -> str:
-        return self.to_markdown()
-
-    def __repr__(self) -> str:
-        return self.to_markdown()
-
-
-def level_table(results: dict, reference: str = "sisr") -> LevelTable:
-    """The table by similarity level of a ``ssen-refsr`` run (a Markdown table in a notebook)."""
-    return LevelTable(level_rows(results), reference, results.get("protocol"))
-
-
 def noninferiority(rows: list[dict], arm: str, reference: str, margin: float = NONINFERIORITY_MARGIN) -> dict:
     """Is ``arm`` no worse than ``reference`` by more than ``margin`` dB (mean over seeds)?
 
@@ -219,35 +179,6 @@ def level_verdicts(results: dict) -> list[dict]:
     xl = noninferiority([r for r in rows if r["level"] == "XL"], "ssen", "sisr")
     out.append({**xl, "level": "XL", "claim": "XL (very low): SSEN is no worse than single-image SR (robustness)",
                 "better": "ssen", "worse": "sisr", "n": None})
-    return out
-
-
-@torch.no_grad()
-def modulation_by_level(model: torch.nn.Module, pairs, device=None) -> dict:
-    """Mean mask m and mean |offset| (LR px) of each deformable layer, per similarity level of ``pairs``.
-
-    ``pairs``: ``(name, lr, hr, ref)`` items named ``"LEVEL/..."``. Returns
-    ``{level: {"mask": [per layer], "offset": [per layer]}}``; masks are None for an unmodulated model.
-    """
-    from ..data import to_tensor
-    from ..viz import capture
-    if getattr(model, "n_deform", 0) == 0:
-        raise ValueError("the model has no deformable layers (n_deform=0)")
-    device = device or next(model.parameters()).device
-    model.eval()
-    acc: dict = OrderedDict()
-    for name, lr, _hr, ref in pairs:
-        level = name.split("/", 1)[0]
-        with capture(model, "ssen.deforms.*.offset_head") as heads:
-            model(to_tensor(lr)[None].to(device), to_tensor(ref)[None].to(device))
-        a = acc.setdefault(level, {"mask": [], "offset": []})
-        a["mask"].append([None if m is None else float(m.mean()) for _, (o, m) in heads.items()])
-        a["offset"].append([float(o.abs().mean()) for _, (o, m) in heads.items()])
-    out = {}
-    for level, a in acc.items():
-        masks = a["mask"]
-        out[level] = {"mask": None if masks[0][0] is None else np.mean(masks, axis=0).tolist(),
-                      "offset": np.mean(a["offset"], axis=0).tolist()}
     return out
 
 
@@ -303,3 +234,14 @@ def gan_finetune(model: torch.nn.Module, train_set, steps: int, batch_size: int 
         hist["pixel"].append(pix.item())
     model.eval()
     return hist
+
+
+def __getattr__(name: str):
+    # The table and the probe moved to srlearn.viz (figures and probes live there); still reachable here.
+    if name in ("LevelTable", "level_table"):
+        from ..viz import tables
+        return getattr(tables, name)
+    if name == "modulation_by_level":
+        from ..viz import probes
+        return probes.modulation_by_level
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ class Bicubic(nn.Module):
 
 
 @register("bicubic", presets={"paper": {"scale": 2}, "mini": {"scale": 2}},
-          description="MATLAB bicubic up-sampling (the baseline; no parameters)")
+          description="MATLAB bicubic up-sampling (the baseline; no parameters)",
+          params={"paper": 0, "mini": 0})
 def bicubic(scale: int = 2) -> Bicubic:
     return Bicubic(scale)

@@ -37,6 +37,7 @@ class EDSR(nn.Module):
     "paper": {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1, "scale": 2},
     "baseline": {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0, "scale": 2},
     "mini": {"n_resblocks": 4, "n_feats": 32, "res_scale": 1.0, "scale": 2},
-}, description="EDSR: residual blocks without batch norm + sub-pixel up-sampling")
+}, description="EDSR: residual blocks without batch norm + sub-pixel up-sampling",
+   params={"paper": 40_729_603, "baseline": 1_369_859, "mini": 121_987})
 def edsr(**kwargs) -> EDSR:
     return EDSR(**kwargs)

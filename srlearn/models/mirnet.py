@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.common import Upsampler, conv
-from ..nn.fusion import FUSION_KINDS, RRG
+from ..nn.fusion import FUSION
+from ..nn.groups import RRG
 from .registry import register
 
 #: papers.md §3.1 / §3.3 [R]: the official code's counts, reproduced exactly (tests/test_mirnet.py).
@@ -68,8 +69,7 @@ class MIRNet(nn.Module):
         super().__init__()
         if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
             raise ValueError(f"scale must be a positive integer (1 = same-size restoration), got {scale!r}")
-        if str(fusion).lower() not in FUSION_KINDS:
-            raise ValueError(f"unknown fusion {fusion!r}: use one of {FUSION_KINDS}")
+        fusion = FUSION.resolve(fusion)   # an unknown kind: KeyError listing the registered ones
         if upsampler not in UPSAMPLERS:
             raise ValueError(f"unknown upsampler {upsampler!r}: use one of {UPSAMPLERS}")
         if isinstance(height, bool) or not isinstance(height, int) or not 1 <= height <= 3:
@@ -168,6 +168,7 @@ def load_official_weights(model: "MIRNet", state: dict) -> "MIRNet":
     # CPU-sized for the quick notebook: one MRB at 8/16/32 channels, same topology
     "tiny": {"scale": 1, "n_feat": 8, "n_rrg": 1, "n_mrb": 1, "height": 3, "width": 2, "fusion": "skff",
              "share_dau_weights": True},
-}, description="MIRNet: multi-scale residual blocks with SKFF fusion and dual attention units")
+}, description="MIRNet: multi-scale residual blocks with SKFF fusion and dual attention units",
+   params={"paper": PAPER_PARAMS["shared"], "mini": MINI_PARAMS, "tiny": 83_888})
 def mirnet(**kwargs) -> MIRNet:
     return MIRNet(**kwargs)

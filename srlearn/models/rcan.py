@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn.attention import channel_attention
+from ..nn.attention import ATTENTION
+from ..nn.groups import RCAB, ResidualGroup  # noqa: F401  (RCAB: re-exported where it used to live)
 from ..nn.common import MeanShift, Upsampler, conv3x3
 from .registry import register
 
@@ -22,36 +23,14 @@ from .registry import register
 PAPER_PARAMS = {2: 15_444_643, 3: 15_629_283, 4: 15_592_355}
 
 
-class RCAB(nn.Module):
-    """Residual channel attention block: ``v + CA(conv(relu(conv(v))))``."""
-
-    def __init__(self, channels: int, reduction: int = 16, attention: str = "se"):
-        super().__init__()
-        self.body = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True), conv3x3(channels, channels),
-                                  channel_attention(attention, channels, reduction))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class ResidualGroup(nn.Module):
-    """m RCABs and a 3×3 conv, with a skip around them."""
-
-    def __init__(self, channels: int, n_resblocks: int, reduction: int = 16, attention: str = "se"):
-        super().__init__()
-        self.body = nn.Sequential(*[RCAB(channels, reduction, attention) for _ in range(n_resblocks)],
-                                  conv3x3(channels, channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
 class RCAN(nn.Module):
-    """RCAN; ``attention`` ("se" as published, or "none" / "soca") is the layer inside every RCAB."""
+    """RCAN; ``attention`` (a kind in ``srlearn.nn.ATTENTION``: "se" as published, "none", "soca", or one
+    registered later) is the layer inside every RCAB."""
 
     def __init__(self, scale: int = 2, n_resgroups: int = 10, n_resblocks: int = 20, n_feats: int = 64,
                  reduction: int = 16, attention: str = "se", in_channels: int = 3, rgb_range: float = 1.0):
         super().__init__()
+        ATTENTION.resolve(attention)   # an unknown kind: KeyError listing the registered ones, before any layer
         self.scale, self.in_channels = int(scale), in_channels
         self.sub_mean = MeanShift(sign=-1, rgb_range=rgb_range)
         self.head = conv3x3(in_channels, n_feats)
@@ -71,6 +50,7 @@ class RCAN(nn.Module):
 @register("rcan", presets={
     "paper": {"scale": 2, "n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16},
     "mini": {"scale": 2, "n_resgroups": 2, "n_resblocks": 3, "n_feats": 32, "reduction": 8},
-}, description="RCAN: residual-in-residual blocks with first-order channel attention")
+}, description="RCAN: residual-in-residual blocks with first-order channel attention",
+   params={"paper": PAPER_PARAMS[2], "mini": 179_227})
 def rcan(**kwargs) -> RCAN:
     return RCAN(**kwargs)

@@ -11,6 +11,8 @@ from typing import Callable
 
 from torch import nn
 
+from ..registry import Registry
+
 
 @dataclass
 class ModelSpec:
@@ -20,15 +22,26 @@ class ModelSpec:
     description: str = ""
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+#: name -> :class:`ModelSpec` (``srlearn list``); each architecture module registers its builder.
+MODELS = Registry("model", "models", help="architectures with named presets: build(name, preset, **overrides)")
+_REGISTRY = MODELS
 
 
-def register(name: str, presets: dict[str, dict], description: str = ""):
-    """Decorator: register ``builder`` under ``name`` with its presets (each a dict of keyword args)."""
+def register(name: str, presets: dict[str, dict], description: str = "", params: dict[str, int] | None = None,
+             inputs: tuple[str, ...] = ("lr",)):
+    """Decorator: register ``builder`` under ``name`` with its presets (each a dict of keyword args).
+
+    ``params`` states each preset's parameter count (at the preset's own scale): the registry's tests
+    build every preset and compare (``tests/test_registry_models.py``), so a new model is tested for
+    free. ``inputs`` names the forward's image arguments (``("lr", "ref")`` for reference-based SR).
+    """
     def deco(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, dict(presets), description or (builder.__doc__ or "").strip().split("\n")[0])
+        doc = description or (builder.__doc__ or "").strip().split("\n")[0]
+        missing = sorted(set(params or {}) - set(presets))
+        if missing:
+            raise ValueError(f"model {name!r}: params given for presets it does not have: {missing}")
+        MODELS.register(name, ModelSpec(name, builder, dict(presets), doc), presets=list(presets),
+                        description=doc, params=dict(params or {}), inputs=list(inputs))
         return builder
     return deco
 
@@ -39,10 +52,7 @@ def list_models() -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
+    return MODELS.get(name)
 
 
 def build(name: str, preset: str = "paper", **overrides) -> nn.Module:

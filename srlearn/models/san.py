@@ -29,8 +29,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn.attention import channel_attention
-from ..nn.common import MeanShift, ResBlock, Upsampler, conv3x3
+from ..nn.attention import ATTENTION
+from ..nn.common import MeanShift, Upsampler, conv3x3
+from ..nn.groups import LSRAG
 from ..nn.non_local import RegionNonLocal
 from .registry import register
 
@@ -41,23 +42,9 @@ from .registry import register
 PAPER_PARAMS = {2: 15_674_732, 3: 15_859_372, 4: 15_822_444}
 
 
-class LSRAG(nn.Module):
-    """Local-source residual attention group: m residual blocks, channel attention, 3×3 conv, skip."""
-
-    def __init__(self, channels: int, n_resblocks: int, attention: str = "soca", reduction: int = 16,
-                 ns_iters: int = 5):
-        super().__init__()
-        soca_kwargs = {"iters": ns_iters} if attention == "soca" else {}
-        self.blocks = nn.Sequential(*[ResBlock(channels) for _ in range(n_resblocks)])
-        self.attention = channel_attention(attention, channels, reduction, **soca_kwargs)
-        self.conv = conv3x3(channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(self.attention(self.blocks(x)))
-
-
 class SAN(nn.Module):
-    """SAN with ablation switches: ``attention`` ∈ {"none", "se", "soca"} at each LSRAG's tail,
+    """SAN with ablation switches: ``attention`` (a kind in ``srlearn.nn.ATTENTION``: "none", "se",
+    "soca", or one registered later) at each LSRAG's tail,
     ``non_local`` (RL-NL at head and tail) on/off, ``share_source`` (γ·F_0 skips) on/off, ``ns_iters``
     (Newton–Schulz iterations in SOCA), ``subsample_kv`` (RL-NL key/value pooling)."""
 
@@ -66,8 +53,7 @@ class SAN(nn.Module):
                  share_source: bool = True, subsample_kv: bool = True, regions: int = 2,
                  in_channels: int = 3, rgb_range: float = 1.0):
         super().__init__()
-        if attention not in ("none", "se", "soca"):
-            raise ValueError(f"attention must be 'none', 'se' or 'soca', got {attention!r}")
+        attention = ATTENTION.resolve(attention)   # an unknown kind: KeyError listing the registered ones
         self.scale, self.in_channels = int(scale), in_channels
         self.sub_mean = MeanShift(sign=-1, rgb_range=rgb_range)
         self.head = conv3x3(in_channels, n_feats)
@@ -101,6 +87,7 @@ class SAN(nn.Module):
     "small": {"scale": 2, "n_resgroups": 4, "n_resblocks": 4, "n_feats": 64, "reduction": 16},
     # A few hundred steps on 48x48 patches in a minute or two on a 2-core CPU.
     "mini": {"scale": 2, "n_resgroups": 2, "n_resblocks": 3, "n_feats": 32, "reduction": 8},
-}, description="SAN: second-order channel attention, region non-local, share-source skips")
+}, description="SAN: second-order channel attention, region non-local, share-source skips",
+   params={"paper": PAPER_PARAMS[2], "small": 1_485_100, "mini": 169_368})
 def san(**kwargs) -> SAN:
     return SAN(**kwargs)

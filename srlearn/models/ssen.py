@@ -235,7 +235,8 @@ class SSENNet(nn.Module):
     "small": {"scale": 4, "n_feats": 64, "n_resblocks": 8, "n_extract": 2, "n_deform": 3, "image_skip": True},
     # a minute on a CPU (notebook 05, quick mode)
     "mini": {"scale": 4, "n_feats": 16, "n_resblocks": 2, "n_extract": 1, "n_deform": 3, "image_skip": True},
-}, description="SSEN: reference-based SR, similarity-aware deformable alignment (model(lr, ref))")
+}, description="SSEN: reference-based SR, similarity-aware deformable alignment (model(lr, ref))",
+   params={"paper": 3_365_484, "small": 2_553_068, "mini": 137_754}, inputs=("lr", "ref"))
 def ssen(**kwargs) -> SSENNet:
     return SSENNet(**kwargs)
 

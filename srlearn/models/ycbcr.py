@@ -27,13 +27,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..metrics import BT601, BT601_OFFSET
+
 __all__ = ["RGB_TO_YCBCR", "YCBCR_OFFSET", "rgb_to_ycbcr", "ycbcr_to_rgb", "rgb_to_luma", "YChannelSR"]
 
 #: MATLAB ``rgb2ycbcr`` for R, G, B in [0, 1], rows Y, Cb, Cr, divided by 255 so outputs are in [0, 1].
-RGB_TO_YCBCR = torch.tensor([[65.481, 128.553, 24.966],
-                             [-37.797, -74.203, 112.0],
-                             [112.0, -93.786, -18.214]], dtype=torch.float64) / 255.0
-YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
+RGB_TO_YCBCR = torch.tensor(BT601, dtype=torch.float64) / 255.0
+YCBCR_OFFSET = torch.tensor(BT601_OFFSET, dtype=torch.float64) / 255.0
 _YCBCR_TO_RGB = torch.linalg.inv(RGB_TO_YCBCR)
 
 

@@ -1,4 +1,6 @@
-"""Channel attention, first order (SE / RCAN's CA) beside second order (SAN's SOCA).
+"""Attention layers, side by side: channel attention of first order (SE / RCAN's CA) and second order
+(SAN's SOCA), and MIRNet's spatial attention and dual attention unit (:class:`SpatialAttention`,
+:class:`ChannelAttention`, :class:`DAU`; papers.md §3.2, notebook 04 section "3. Dual attention").
 
 Both layers compute one weight per channel, ``w = sigmoid(W_U · ReLU(W_D · z))``, and return
 ``x * w``. They differ only in the channel descriptor ``z``:
@@ -19,19 +21,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SE", "SOCA", "covariance_pool", "sqrtm_newton_schulz", "channel_attention", "ATTENTION_KINDS"]
+from ..registry import Registry
+from .common import conv
 
-ATTENTION_KINDS = ("none", "se", "soca")
+__all__ = ["SE", "SOCA", "NoAttention", "SpatialAttention", "ChannelAttention", "DAU", "covariance_pool", "sqrtm_newton_schulz", "sigma_power", "channel_attention", "ATTENTION"]
+
+#: Channel-attention kinds by name. An entry is a module class built as ``cls(channels, reduction)``
+#: (plus ``iters=`` when its constructor takes it, as SOCA's does); SAN's LSRAG and RCAN's RCAB build
+#: whatever kind their ``attention=`` argument names, so ``@ATTENTION.register("my-gate")`` on a class is
+#: all a new arm needs.
+ATTENTION = Registry("attention kind", "attention",
+                     help="channel attention at the tail of SAN's LSRAG and inside RCAN's RCAB")
 
 
-def _excitation(channels: int, reduction: int) -> nn.Sequential:
-    """W_U · ReLU(W_D · z) then sigmoid: 1×1 convs C → C/r → C, with biases (RCAN and SAN alike)."""
+def _excitation(channels: int, reduction: int, bias: bool = True) -> nn.Sequential:
+    """W_U · ReLU(W_D · z) then sigmoid: 1×1 convs C → C/r → C, with biases in RCAN and SAN
+    (``bias=False`` for MIRNet's DAU)."""
     if channels // reduction < 1:
         raise ValueError(f"reduction={reduction} leaves no hidden channel for {channels} channels "
                          f"(C // r must be >= 1): use reduction <= {channels}")
     hidden = channels // reduction
-    return nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
-                         nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+    return nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=bias), nn.ReLU(inplace=True),
+                         nn.Conv2d(hidden, channels, 1, bias=bias), nn.Sigmoid())
 
 
 def _check_4d(x: torch.Tensor, channels: int, who: str) -> None:
@@ -45,6 +56,7 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+@ATTENTION.register("se", order="first")
 class SE(nn.Module):
     r"""First-order channel attention (Squeeze-and-Excitation with 1×1 convs) — RCAN's ``CALayer``.
 
@@ -59,12 +71,13 @@ class SE(nn.Module):
     After each forward the layer keeps, detached (no autograd graph is held), ``last_descriptor``
     (z, shape B×C) and ``last_weights`` (w, shape B×C), so a notebook can look at them after a model
     forward without hooks; each forward overwrites them. Notebook: section "2. First-order attention (SE)".
+    ``bias=False`` removes the two bias vectors (MIRNet's ``ca_layer``, :class:`ChannelAttention`).
     """
 
-    def __init__(self, channels: int, reduction: int = 16):
+    def __init__(self, channels: int, reduction: int = 16, bias: bool = True):
         super().__init__()
         self.channels, self.reduction = channels, reduction
-        self.conv_du = _excitation(channels, reduction)
+        self.conv_du = _excitation(channels, reduction, bias)
         self.last_descriptor: torch.Tensor | None = None
         self.last_weights: torch.Tensor | None = None
 
@@ -134,6 +147,7 @@ def sqrtm_newton_schulz(a: torch.Tensor, iters: int = 5, eps: float = 1e-10) -> 
         return y * trace.sqrt()
 
 
+@ATTENTION.register("soca", order="second")
 class SOCA(nn.Module):
     r"""Second-order channel attention (SAN, Dai et al. CVPR 2019).
 
@@ -182,17 +196,116 @@ class SOCA(nn.Module):
         return x * w.to(x.dtype)
 
 
-def channel_attention(kind: str, channels: int, reduction: int = 16, **soca_kwargs) -> nn.Module:
-    """Build the attention arm of SAN's ablation: ``"none"`` (identity), ``"se"`` (first order) or
-    ``"soca"`` (second order; ``soca_kwargs`` such as ``iters`` go to :class:`SOCA`, and are an error
-    for the other kinds)."""
-    kind = str(kind).lower()
-    if soca_kwargs and kind != "soca":
-        raise ValueError(f"{sorted(soca_kwargs)} only apply to attention='soca', not {kind!r}")
-    if kind == "none":
-        return nn.Identity()
-    if kind == "se":
-        return SE(channels, reduction)
-    if kind == "soca":
-        return SOCA(channels, reduction, **soca_kwargs)
-    raise ValueError(f"unknown attention {kind!r}: use one of {ATTENTION_KINDS}")
+def sigma_power(sigma: torch.Tensor, alpha: float) -> torch.Tensor:
+    r"""Σ^α = U Λ^α Uᵀ for symmetric PSD ``sigma`` (..., C, C), by ``torch.linalg.eigh``.
+
+    The paper motivates SOCA's normalisation with this eigen-decomposition (α = ½) and computes it by
+    Newton–Schulz instead [papers.md §1.2]: eigh has no fast GPU kernel and its gradient is undefined
+    for repeated eigenvalues (sr-protocol.md §6.2). Eigenvalues below 0 (rounding) are clamped to 0;
+    0^α is taken as 0 for α > 0 and 1 for α = 0.
+    """
+    if sigma.dim() < 2 or sigma.shape[-1] != sigma.shape[-2]:
+        raise ValueError(f"sigma_power expects square matrices (..., C, C), got shape {tuple(sigma.shape)}")
+    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    lam, u = torch.linalg.eigh(sigma)
+    lam = lam.clamp_min(0)
+    powered = lam.pow(alpha) if alpha > 0 else torch.ones_like(lam)
+    return (u * powered.unsqueeze(-2)) @ u.transpose(-1, -2)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Spatial attention beside channel attention: MIRNet's dual attention unit (Zamir et al., ECCV 2020).
+class SpatialAttention(nn.Module):
+    r"""Spatial attention: one weight per pixel from the channel-wise max and mean.
+
+    .. math::  \mathrm{SA}(M) = M \odot \sigma\big(W_{5×5} * [\max_c M;\ \mathrm{mean}_c M]\big)
+
+    W: 2 → 1 channels, 5×5, no bias, no batch norm, no ReLU (50 weights) [papers.md §3.2; C:
+    ``spatial_attn_layer``]. Keeps ``last_map`` (σ(·), B×1×H×W, detached). Notebook: section
+    "3. Dual attention: where, and what".
+    """
+
+    def __init__(self, kernel_size: int = 5, bias: bool = False):
+        super().__init__()
+        self.conv = conv(2, 1, kernel_size, bias=bias)
+        self.last_map: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"SpatialAttention expects a (B, C, H, W) map, got {tuple(x.shape)}")
+        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        m = torch.sigmoid(self.conv(pooled))
+        self.last_map = m.detach()
+        return x * m
+
+
+class ChannelAttention(SE):
+    r"""MIRNet's channel attention: the package's :class:`~srlearn.nn.attention.SE` with reduction 8
+    and, by default, **no biases**.
+
+    .. math::  \mathrm{CA}(M) = M \odot \sigma\big(W_2\,\mathrm{ReLU}(W_1\,\mathrm{GAP}(M))\big),
+               \quad W_1: C \to C/8,\ W_2: C/8 \to C
+
+    MIRNet's ``ca_layer`` is RCAN's CA layer (same pooling, same gate) except that the DAU builds it
+    with ``bias=False`` [papers.md §3.2; C: ``ca_layer(..., bias=bias)`` in ``DAU``]. So this class
+    *is* SE (its forward, ``last_descriptor`` and ``last_weights`` are inherited unchanged) with the two
+    bias vectors left out (``SE(..., bias=False)``); ``bias=True`` gives plain SE. Notebook: section
+    "3. Dual attention: where, and what".
+    """
+
+    def __init__(self, channels: int, reduction: int = 8, bias: bool = False):
+        super().__init__(channels, reduction, bias)
+
+
+class DAU(nn.Module):
+    r"""Dual attention unit: spatial and channel attention side by side, merged, plus the input.
+
+    .. math::  M = W_{3×3}\,\phi(W_{3×3}\,x),\qquad
+               \mathrm{DAU}(x) = x + W_{1×1}\,[\mathrm{SA}(M);\ \mathrm{CA}(M)]\quad (2C \to C)
+
+    φ = PReLU, no biases [papers.md §3.2; C: ``DAU``]. ``act`` lets a model pass one PReLU shared by
+    every DAU: the official code does that by accident (a default argument ``act=nn.PReLU()`` is
+    evaluated once), papers.md §3.3 quirk 2; ``None`` gives the unit its own. Notebook: section
+    "3. Dual attention: where, and what".
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, reduction: int = 8, sa_kernel: int = 5,
+                 bias: bool = False, act: nn.Module | None = None):
+        super().__init__()
+        self.channels = channels
+        self.body = nn.Sequential(conv(channels, channels, kernel_size, bias), act if act is not None else nn.PReLU(),
+                                  conv(channels, channels, kernel_size, bias))
+        self.sa = SpatialAttention(sa_kernel)              # official: always bias-free
+        self.ca = ChannelAttention(channels, reduction, bias)
+        self.conv1x1 = nn.Conv2d(2 * channels, channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"DAU expects a (B, {self.channels}, H, W) map, got {tuple(x.shape)}")
+        m = self.body(x)
+        return x + self.conv1x1(torch.cat([self.sa(m), self.ca(m)], dim=1))
+
+
+@ATTENTION.register("none", order=None)
+class NoAttention(nn.Identity):
+    """No channel attention: the features pass unchanged (the ablation's "w/o attention" arm)."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        self.channels, self.reduction = channels, reduction
+
+
+def channel_attention(kind: str, channels: int, reduction: int = 16, **options) -> nn.Module:
+    """Build the channel attention registered as ``kind`` in :data:`ATTENTION` (``"none"``, ``"se"``,
+    ``"soca"`` or any kind registered later) as ``cls(channels, reduction, **options)``.
+
+    ``options`` the kind's constructor does not take are an error (``iters`` belongs to SOCA, say); a
+    model with a knob for one kind only (SAN's ``ns_iters``) filters it with ``ATTENTION.accepted``.
+    """
+    cls = ATTENTION.get(kind)
+    allowed = set(ATTENTION.options(kind)) - {"channels", "reduction"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"{unknown} do not apply to attention={kind!r}; its options: {sorted(allowed) or 'none'}")
+    return cls(channels, reduction, **options)

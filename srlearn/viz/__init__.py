@@ -5,14 +5,15 @@
 - ``show_images``, ``compare_sr``, ``feature_grid``, ``plot_history``: matplotlib figures, built
   without pyplot (display one by making it a cell's last expression; save with ``fig.savefig``).
 - ``summarise``, ``results_table``: mean ± std over seeds per arm, with the bicubic baseline and Δ.
-- ``FeatureExplorer``: a layer dropdown × channel slider over a model's feature maps.
+- ``FeatureExplorer``: a layer dropdown × channel slider over a model's feature maps; ``Explorer``: any
+  figure function behind sliders and dropdowns (the notebooks' look-inside explorers).
 
 ``viz`` may import any part of srlearn; only notebooks, ``srlearn.experiments`` and the CLI import ``viz``.
 """
 from .hooks import UnknownModuleError, capture
 from .plots import compare_sr, feature_grid, plot_history, show_images
 from .tables import ResultsTable, results_table, summarise
-from .widgets import FeatureExplorer
+from .widgets import Explorer, FeatureExplorer
 
 __all__ = ["capture", "UnknownModuleError", "show_images", "compare_sr", "feature_grid", "plot_history",
-           "summarise", "results_table", "ResultsTable", "FeatureExplorer"]
+           "summarise", "results_table", "ResultsTable", "FeatureExplorer", "Explorer"]

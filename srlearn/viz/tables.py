@@ -16,6 +16,10 @@ import numbers
 from collections import OrderedDict
 from collections.abc import Mapping
 
+import numpy as np
+
+from ..data.refpairs import LEVEL_NAMES, LEVELS
+
 #: Fields that tell repeats apart; never carried into a summary row even when constant in a group.
 REPEAT_FIELDS = ("seed",)
 #: Decimal places per metric (others get 3).
@@ -209,3 +213,45 @@ def _params(value) -> str:
 def _md_escape(text: str) -> str:
     """Escape the pipe, the one character that breaks a Markdown table cell."""
     return str(text).replace("|", "\\|")
+
+
+# ------------------------------------------------------------------------------- by reference similarity
+class LevelTable:
+    """Mean ± std (over seeds) Y-PSNR per arm (rows) and similarity level (columns); Δ vs ``reference`` arm."""
+
+    def __init__(self, rows: list[dict], reference: str = "sisr", protocol: str | None = None):
+        self.rows, self.reference, self.protocol = rows, reference, protocol
+
+    def cell(self, arm: str, level: str) -> tuple[float, float, int]:
+        v = [r["psnr"] for r in self.rows if r["arm"] == arm and r["level"] == level]
+        return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")), len(v)
+
+    def to_markdown(self) -> str:
+        arms = list(OrderedDict.fromkeys(r["arm"] for r in self.rows))
+        head = "| arm | " + " | ".join(f"{lv} ({LEVEL_NAMES[lv]})" for lv in LEVELS) + " |"
+        lines = [head, "|---" * (len(LEVELS) + 1) + "|"]
+        for arm in arms:
+            cells = []
+            for lv in LEVELS:
+                m, s, n = self.cell(arm, lv)
+                txt = f"{m:.2f}" + (f" ± {s:.2f}" if n > 1 else "")
+                if arm != self.reference and any(r["arm"] == self.reference for r in self.rows):
+                    txt += f" ({m - self.cell(self.reference, lv)[0]:+.2f})"
+                cells.append(txt)
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        cap = f"Y-PSNR (dB) by reference similarity; in brackets: Δ vs {self.reference}."
+        if self.protocol:
+            cap += f" Protocol: {self.protocol}."
+        return cap + "\n\n" + "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def __repr__(self) -> str:
+        return self.to_markdown()
+
+
+def level_table(results: dict, reference: str = "sisr") -> LevelTable:
+    """The table by similarity level of a ``ssen-refsr`` run (a Markdown table in a notebook)."""
+    from ..experiments.ssen import level_rows
+    return LevelTable(level_rows(results), reference, results.get("protocol"))

@@ -190,3 +190,106 @@ def _png_of_image(image, target: int) -> bytes:
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+class Explorer:
+    """Controls above one picture, redrawn when a control moves: the figure -> PNG -> slider pattern of
+    the notebooks' look-inside cells, in one place.
+
+    ``draw(**values)`` returns a matplotlib ``Figure`` (or PNG bytes) for the controls' current values.
+    Each keyword of ``controls`` names one argument of ``draw`` and gives its control:
+
+    * ``(lo, hi)`` or ``(lo, hi, value)`` of ints: an ``IntSlider``; of floats: a ``FloatSlider``
+      (``(lo, hi, value, step)`` sets the step);
+    * a list or tuple of options (strings, or ``(label, value)`` pairs): a ``Dropdown``;
+    * an ipywidgets control: used as it is.
+
+    The first control carries the CSS class ``srlearn-main`` (the browser test moves it). ``show(**values)``
+    moves the controls and redraws (what tests call); ``png`` holds the bytes on display; the explorer
+    displays itself as a cell's last expression. Example::
+
+        viz.Explorer(lambda row, col: where_it_looks(row, col), row=(0, H - 1, 20), col=(0, W - 1, 40))
+    """
+
+    def __init__(self, draw, continuous_update: bool = False, **controls):
+        if not callable(draw):
+            raise TypeError(f"draw must be a function of the controls' values returning a Figure, got {draw!r}")
+        if not controls:
+            raise ValueError("give at least one control, e.g. Explorer(draw, channel=(0, 31))")
+        self.draw = draw
+        self.controls = OrderedDict((name, _control(name, spec, continuous_update)) for name, spec in controls.items())
+        next(iter(self.controls.values())).add_class(MAIN_CLASS)
+        self.image = widgets.Image(format="png")
+        self.png: bytes = b""
+        self._syncing = False
+        self._container = widgets.VBox([widgets.HBox(list(self.controls.values())), self.image])
+        for control in self.controls.values():
+            control.observe(self._on_change, names="value")
+        self.show()
+
+    @property
+    def widget(self) -> widgets.VBox:
+        return self._container
+
+    @property
+    def values(self) -> dict:
+        return {name: c.value for name, c in self.controls.items()}
+
+    def show(self, **values) -> bytes:
+        """Move the named controls to ``values`` (the others stay) and redraw; return the PNG bytes."""
+        unknown = sorted(set(values) - set(self.controls))
+        if unknown:
+            raise KeyError(f"no control named {unknown}; the controls are {list(self.controls)}")
+        self._syncing = True
+        try:
+            for name, value in values.items():
+                self.controls[name].value = value
+        finally:
+            self._syncing = False
+        out = self.draw(**self.values)
+        self.png = out if isinstance(out, (bytes, bytearray)) else _figure_png(out)
+        self.image.value = self.png
+        return self.png
+
+    def _on_change(self, change) -> None:
+        if not self._syncing:
+            self.show()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self._container)
+
+
+def _control(name: str, spec, continuous_update: bool):
+    if isinstance(spec, widgets.ValueWidget):
+        return spec
+    if isinstance(spec, list) or (isinstance(spec, tuple) and spec and not all(isinstance(v, (int, float)) for v in spec)):
+        options = list(spec)
+        if not options:
+            raise ValueError(f"control {name!r}: a dropdown needs at least one option")
+        return widgets.Dropdown(options=options, description=name)
+    if isinstance(spec, tuple) and 2 <= len(spec) <= 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                             for v in spec):
+        lo, hi = spec[0], spec[1]
+        value = spec[2] if len(spec) > 2 else lo
+        if not lo <= value <= hi:
+            raise ValueError(f"control {name!r}: value {value} is outside [{lo}, {hi}]")
+        if all(isinstance(v, int) for v in spec):
+            return widgets.IntSlider(value=value, min=lo, max=hi, step=spec[3] if len(spec) > 3 else 1,
+                                     description=name, continuous_update=continuous_update)
+        step = spec[3] if len(spec) > 3 else (hi - lo) / 20
+        return widgets.FloatSlider(value=value, min=lo, max=hi, step=step, description=name,
+                                   continuous_update=continuous_update)
+    raise ValueError(f"control {name!r}: give (lo, hi[, value[, step]]) for a slider, a list of options for a "
+                     f"dropdown, or an ipywidgets control; got {spec!r}")
+
+
+def _figure_png(fig) -> bytes:
+    """A matplotlib Figure as PNG bytes (a pyplot-free Figure gets its Agg canvas here)."""
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"draw must return a matplotlib Figure or PNG bytes, got {type(fig).__name__}")
+    if fig.canvas is None or type(fig.canvas).__name__ == "FigureCanvasBase":
+        FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
