@@ -1,0 +1,94 @@
+"""File hygiene shared by every floor: temporary names that say who wrote them, removal of the ones a
+killed process left behind, and the process's normal file mode for files made with ``mkstemp``.
+
+A temporary file (a checkpoint being written, a download, an extraction folder) is named
+``.<target>.<pid>.<random><suffix>`` beside its target. The next run removes those whose writer is
+no longer alive on this machine, so a SIGKILL mid-download does not leave gigabytes behind; a file
+whose name carries no pid (written by an older srlearn) is removed once it is older than an hour.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+LEGACY_MAX_AGE = 3600.0   # seconds: a temporary file without a pid older than this is an orphan
+
+
+def temp_prefix(name: str) -> str:
+    """The ``prefix=`` for ``tempfile.mkstemp``/``mkdtemp`` of a temporary sibling of ``name``."""
+    return f".{name}.{os.getpid()}."
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process ``pid`` exists on this machine (we may not be allowed to signal it)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_orphans(folder, name: str, suffix: str, legacy_max_age: float = LEGACY_MAX_AGE) -> list[Path]:
+    """Remove ``folder/.<name>.*<suffix>`` files or folders left by dead writers; return what was removed.
+
+    A name ``.<name>.<pid>.<rest>`` is an orphan when no process ``pid`` is alive (our own pid is alive,
+    so a file this process is writing is never touched); any other match is an orphan when it was last
+    modified more than ``legacy_max_age`` seconds ago.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    head = f".{name}."
+    pid_re = re.compile(r"^(\d+)\.")
+    for p in folder.iterdir():
+        if not (p.name.startswith(head) and p.name.endswith(suffix)):
+            continue
+        rest = p.name[len(head):]
+        m = pid_re.match(rest)
+        try:
+            if m is not None:
+                orphan = not pid_alive(int(m.group(1)))
+            else:
+                orphan = time.time() - p.lstat().st_mtime > legacy_max_age
+            if not orphan:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except FileNotFoundError:   # removed by someone else meanwhile
+            continue
+    return removed
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it where /proc allows, else set and restored)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_mode(path) -> None:
+    """Give a file made by ``mkstemp`` (mode 0600) the mode ``open()`` would have given it (0666 & ~umask)."""
+    try:
+        os.chmod(path, 0o666 & ~current_umask())
+    except OSError:   # e.g. a file system without modes: keep what mkstemp gave
+        pass
