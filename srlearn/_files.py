@@ -37,27 +37,36 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_orphans(folder, name: str, suffix: str, legacy_max_age: float = LEGACY_MAX_AGE) -> list[Path]:
+def remove_orphans(folder, name: str | None, suffix: str, legacy_max_age: float = LEGACY_MAX_AGE) -> list[Path]:
     """Remove ``folder/.<name>.*<suffix>`` files or folders left by dead writers; return what was removed.
 
     A name ``.<name>.<pid>.<rest>`` is an orphan when no process ``pid`` is alive (our own pid is alive,
     so a file this process is writing is never touched); any other match is an orphan when it was last
-    modified more than ``legacy_max_age`` seconds ago.
+    modified more than ``legacy_max_age`` seconds ago. With ``name=None`` every target in ``folder`` is
+    considered, but only temporary names that carry a pid (``.<target>.<pid>[.<8 chars>]<suffix>``).
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
-    head = f".{name}."
+    if name is None:
+        any_re = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(?:\.[a-z0-9_]{8})?" + re.escape(suffix) + "$")
     pid_re = re.compile(r"^(\d+)\.")
     for p in folder.iterdir():
-        if not (p.name.startswith(head) and p.name.endswith(suffix)):
-            continue
-        rest = p.name[len(head):]
-        m = pid_re.match(rest)
+        if name is None:
+            m = any_re.match(p.name)
+            if m is None:
+                continue
+            pid = int(m.group("pid"))
+        else:
+            head = f".{name}."
+            if not (p.name.startswith(head) and p.name.endswith(suffix)):
+                continue
+            m = pid_re.match(p.name[len(head):])
+            pid = int(m.group(1)) if m is not None else None
         try:
-            if m is not None:
-                orphan = not pid_alive(int(m.group(1)))
+            if pid is not None:
+                orphan = not pid_alive(pid)
             else:
                 orphan = time.time() - p.lstat().st_mtime > legacy_max_age
             if not orphan:

@@ -190,7 +190,8 @@ _MINI = {"scale": 4, "features": 32, "n_blocks": 4, "n_layers": 4, "growth": 8, 
 @register("srdensenet", presets={
     "paper": {**_PAPER, "connectivity": "all", "colour": "y"},
     "mini": {**_MINI, "connectivity": "all", "colour": "y"},
-}, description="SRDenseNet: dense blocks + dense skips (all | hl | h | plain), deconvolution x4, Y channel")
+}, description="SRDenseNet: dense blocks + dense skips (all | hl | h | plain), deconvolution x4, Y channel",
+    accepts=SRDenseNet, fixed=("in_channels",))
 def srdensenet(colour: str = "y", **kwargs) -> nn.Module:
     return _colour(SRDenseNet(in_channels=_check_colour(colour), **kwargs), colour)
 
@@ -198,6 +199,7 @@ def srdensenet(colour: str = "y", **kwargs) -> nn.Module:
 @register("residual-sr", presets={
     "paper": {"scale": 4, "features": 64, "n_resblocks": 20, "bottleneck": 256, "deconv_kernel": 2, "colour": "y"},
     "mini": {"scale": 4, "features": 16, "n_resblocks": 9, "bottleneck": 32, "deconv_kernel": 2, "colour": "y"},
-}, description="Residual control for SRDenseNet: EDSR blocks + the same deconvolution tail, matched parameters")
+}, description="Residual control for SRDenseNet: EDSR blocks + the same deconvolution tail, matched parameters",
+    accepts=ResidualSR, fixed=("in_channels",))
 def residual_sr(colour: str = "y", **kwargs) -> nn.Module:
     return _colour(ResidualSR(in_channels=_check_colour(colour), **kwargs), colour)
