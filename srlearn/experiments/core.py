@@ -138,7 +138,11 @@ def super_resolve(model: torch.nn.Module, lr_uint8: np.ndarray, *extra_uint8, de
     device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
     inputs = [to_tensor(np.asarray(a)).unsqueeze(0).to(device) for a in (lr_uint8, *extra_uint8)]
-    return to_uint8(model(*inputs)[0].float().cpu())
+    out = model(*inputs)[0].float().cpu()
+    if not bool(torch.isfinite(out).all()):   # never round NaN to a black image and score it
+        raise ValueError("the model's output holds NaN or inf values (diverged or corrupt weights); "
+                         "it is not scored")
+    return to_uint8(out)
 
 
 def evaluate_model(model: torch.nn.Module, pairs, scale: int, device=None, crop: int | None = None,
