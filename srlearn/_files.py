@@ -96,8 +96,10 @@ def current_umask() -> int:
 
 
 def normal_mode(path) -> None:
-    """Give a file made by ``mkstemp`` (mode 0600) the mode ``open()`` would have given it (0666 & ~umask)."""
+    """Give a file made by ``mkstemp`` (mode 0600) the mode ``open()`` would have given it (0666 & ~umask),
+    or a folder made by ``mkdtemp`` (0700) the mode ``mkdir`` would have given it (0777 & ~umask)."""
     try:
-        os.chmod(path, 0o666 & ~current_umask())
+        base = 0o777 if os.path.isdir(path) else 0o666
+        os.chmod(path, base & ~current_umask())
     except OSError:   # e.g. a file system without modes: keep what mkstemp gave
         pass

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srlearn import _env, _files, cli, data, experiments
+from srlearn import _env, cli, data, experiments
 from srlearn.data import registry as R
 from srlearn.experiments import core
-from srlearn.experiments.core import Arm, Budget, Experiment
+from srlearn.experiments.core import Budget
 from srlearn.models import build, list_models
 from srlearn.train import (CheckpointMismatch, TrainConfig, TrainingDiverged, check_identity, load_checkpoint,
                            run_identity, save_checkpoint, train, validate)
@@ -300,6 +300,8 @@ def test_explicit_mode_beats_the_environment(monkeypatch, tmp_path, capsys):
     assert "no 'full' budget" in capsys.readouterr().err        # auto: the environment's full
     with pytest.raises(ValueError, match="not a mode"):
         _env.mode("fast")
+    monkeypatch.setenv("SRLEARN_DEVICE", "cuda:7")           # --device cpu beats SRLEARN_DEVICE too
+    assert _env.device("cpu") == torch.device("cpu")
 
 
 def test_seeds_must_be_at_least_one(micro_exp, tmp_path, capsys):
@@ -440,9 +442,15 @@ def test_orphaned_downloads_and_extractions_are_removed_by_the_next_fetch(monkey
     partial = folder / f".extracted.{dead}.e5f6g7h8.partial"
     (partial / "top").mkdir(parents=True)
     (partial / "top" / "0001.png").write_bytes(b"half")
-    out = R.fetch(ds.name, progressbar=False)
+    old_mask = os.umask(0o022)
+    try:
+        out = R.fetch(ds.name, progressbar=False)
+    finally:
+        os.umask(old_mask)
     assert (out / "0001.png").is_file()
     assert not part.exists() and not partial.exists()
+    assert stat.S_IMODE((folder / "extracted").stat().st_mode) == 0o755        # not mkdtemp's 0700
+    assert stat.S_IMODE((folder / ds.fname).stat().st_mode) == 0o644          # not mkstemp's 0600
     assert sorted(p.name for p in folder.iterdir()) == sorted([ds.fname, "extracted"])
 
 

@@ -423,6 +423,7 @@ def safe_extract(archive, target) -> Path:
                         raise ValueError(f"unsafe archive {archive.name}: {err}; refusing to extract") from err
                 else:  # Python without PEP 706: the checks above are the only line of defence
                     tf.extractall(tmp)
+        _files.normal_mode(tmp)   # mkdtemp made it 0700
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
