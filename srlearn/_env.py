@@ -16,10 +16,17 @@ MODES = ("quick", "full")
 def mode(default: str | None = None) -> str:
     """The run mode: ``"quick"`` (a minute on a CPU) or ``"full"`` (the small-scale GPU replication).
 
-    Order of precedence: the ``SRLEARN_MODE`` environment variable; else ``default`` if given;
-    else ``"full"`` when a CUDA device is available and ``"quick"`` without one.
+    Order of precedence: an explicit ``default`` (``"quick"`` or ``"full"``: a caller's or the command
+    line's choice beats the environment); else the ``SRLEARN_MODE`` environment variable; else
+    ``"full"`` when a CUDA device is available and ``"quick"`` without one. ``None`` and ``"auto"``
+    mean "not chosen".
     """
-    value = os.environ.get("SRLEARN_MODE", "").strip().lower() or (default or "").strip().lower()
+    explicit = (default or "").strip().lower()
+    if explicit and explicit != "auto":
+        if explicit not in MODES:
+            raise ValueError(f"mode {default!r} is not a mode: use one of {MODES} (or 'auto')")
+        return explicit
+    value = os.environ.get("SRLEARN_MODE", "").strip().lower()
     if not value or value == "auto":
         return "full" if torch.cuda.is_available() else "quick"
     if value not in MODES:

@@ -2,7 +2,7 @@
 
     srlearn list                                   models, presets, experiments, benchmarks, datasets
     srlearn doctor                                 torch, device, GPU, torchvision, data cache
-    srlearn replicate NAME|all --mode quick|full|auto [--seeds N] --out DIR
+    srlearn replicate NAME|all --mode quick|full|auto [--seeds N] [--out DIR] [--restart]
     srlearn evaluate (--model NAME | --checkpoint PATH) --images HR_DIR [--lr LR_DIR] --scale S [--json FILE]
     srlearn bench NAME [--device cpu|cuda] [--quick]
 """
@@ -70,9 +70,13 @@ def _cmd_replicate(args) -> int:
     for name in names:
         experiments.get_experiment(name)  # fail fast on a typo
     for name in names:
-        out = Path(args.out) / name if len(names) > 1 or args.name == "all" else Path(args.out)
+        # one folder per experiment (runs/NAME by default), so two experiments never share checkpoints
+        if args.out is None or len(names) > 1 or args.name == "all":
+            out = Path(args.out if args.out is not None else "runs") / name
+        else:
+            out = Path(args.out)
         res = experiments.run(name, mode=mode, seeds=args.seeds, out=out, device=args.device,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, restart=args.restart)
         print(f"\n{name} ({res['mode']}, {res['device']}, {res['wall_seconds']:.0f} s) -> {out}/results.json")
         print(f"  bicubic           PSNR {res['baseline']['psnr']:.3f} dB  SSIM {res['baseline']['ssim']:.4f}")
         for r in res["runs"]:
@@ -109,12 +113,24 @@ def _cmd_evaluate(args) -> int:
     from .train import load_model
     if args.scale < 1:
         raise SystemExit(f"error: --scale must be a positive integer, got {args.scale}")
+    if args.json:
+        jpath = Path(args.json)
+        if jpath.is_dir():
+            raise SystemExit(f"error: --json {args.json} is a folder; give a file name, e.g. --json "
+                             f"{jpath / 'evaluation.json'}")
+        if not jpath.parent.is_dir():
+            raise SystemExit(f"error: --json {args.json}: the folder {jpath.parent} does not exist; create it "
+                             f"or choose another path")
     if args.checkpoint:
         model = load_model(args.checkpoint)
         if getattr(model, "scale", args.scale) != args.scale:
             raise SystemExit(f"error: the checkpoint is a ×{model.scale} model but --scale is {args.scale}")
     else:
         model = build(args.model, args.preset, scale=args.scale)
+        if any(True for _ in model.parameters()):
+            print(f"WARNING: --model {args.model} builds the network with RANDOM, UNTRAINED weights: its "
+                  f"numbers below measure no trained model. Evaluate a trained one with --checkpoint PATH "
+                  f"(written by srlearn replicate or train).", file=sys.stderr)
     hr_files = _list_images(Path(args.images))
     pairs = []
     for f in hr_files:
@@ -148,7 +164,8 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from . import bench
+    from . import _env, bench
+    _env.device(args.device)   # fail now, with a clear message, on a device this machine lacks
     kwargs = {"device": args.device}
     if args.quick:
         kwargs["quick"] = True
@@ -208,6 +225,30 @@ def _add_upscale_convert_parsers(sub) -> None:
     c.set_defaults(fn=_cmd_convert)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _os_error(e: OSError) -> str:
+    """An OSError as one line with what to do."""
+    import errno
+    what = str(e)
+    if e.errno == errno.ENOSPC:
+        return (f"{what}: the disk is full. Free some space or choose another --out; finished checkpoints "
+                f"are kept, so running the same command again resumes")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{what}: no permission to write there; choose a folder you can write (e.g. --out)"
+    if e.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        return f"{what}: a file stands where a folder is needed (or the reverse); choose another path"
+    return what
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="srlearn", description="Learn super-resolution papers by building them.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -216,9 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replicate", help="run a registered replication (or 'all')")
     r.add_argument("name")
     r.add_argument("--mode", choices=["quick", "full", "auto"], default="auto",
-                   help="auto: SRLEARN_MODE if set, else full on a GPU and quick without one")
-    r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the mode's)")
-    r.add_argument("--out", default="runs", help="output directory (default: runs)")
+                   help="quick or full beat SRLEARN_MODE; auto: SRLEARN_MODE if set, else full on a GPU and "
+                        "quick without one")
+    r.add_argument("--seeds", type=_positive_int, default=None, help="number of seeds, >= 1 (default: the mode's)")
+    r.add_argument("--out", default=None, help="output directory (default: runs/NAME)")
+    r.add_argument("--restart", action="store_true",
+                   help="train again from scratch, replacing the checkpoints in the output folder "
+                        "(default: reuse or resume those this same run made; others are an error)")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: automatic)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(fn=_cmd_replicate)
@@ -248,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:   # a file where a folder should be, a read-only folder, a full disk, the network
+        print(f"error: {_os_error(e)}", file=sys.stderr)
         return 2
 
 

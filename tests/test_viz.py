@@ -34,8 +34,11 @@ def lr_image():
 
 
 def _all_hooks(model):
-    """Every forward (pre-)hook still registered anywhere in ``model``."""
-    return [h for m in model.modules() for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())]
+    """Every forward (pre-)hook still registered anywhere in ``model``, except the input check that
+    ``srlearn.models.build`` gives every model it builds."""
+    from srlearn.models.registry import _check_input
+    return [h for m in model.modules() for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
+            if h is not _check_input]
 
 
 def _leaf_names(model):

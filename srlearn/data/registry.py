@@ -15,7 +15,11 @@ recorded below (sr-protocol.md §3, §8.13), and extracts it without letting any
   raises ``ManualDownloadRequired`` with instructions.
 * nothing is lost and nothing half-written is left: downloads go to a temporary name, are verified (not an
   HTML page; size; SHA-256 and/or MD5), and only then renamed into place; extraction goes to a temporary
-  sibling folder renamed into place when complete. A cached archive that verifies is reused.
+  sibling folder renamed into place when complete. A cached archive that verifies is reused. Temporary
+  names carry the writer's pid, and ``fetch`` first removes those whose writer is gone (a SIGKILL mid-
+  download leaves no gigabytes behind for good).
+* a network failure (refused or dropped connection, 404, timeout) is ``DownloadError`` naming the URL
+  and how to download the file by hand and where to put it.
 
 The values (URLs, byte sizes, SHA-256, MD5) are copied from sr-protocol.md §3, which cites their sources
 (TFDS ``url_checksums/div2k.txt`` for sizes and SHA-256, torchSR for MD5). Where a value is not known the
@@ -24,6 +28,8 @@ field is ``None`` and the entry says so; nothing was guessed.
 from __future__ import annotations
 
 import difflib
+import errno
+import ftplib
 import hashlib
 import logging
 import os
@@ -38,9 +44,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .. import _files
 from ..registry import Registry
 
-__all__ = ["Dataset", "DATASETS", "ChecksumError", "ManualDownloadRequired", "list_datasets", "get",
+__all__ = ["Dataset", "DATASETS", "ChecksumError", "DownloadError", "ManualDownloadRequired", "list_datasets", "get",
            "cache_dir", "fetch", "verify_file", "safe_extract", "register_local", "pair_div2k", "pair_cufed5"]
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,11 @@ _PNG = ".png"
 
 class ChecksumError(ValueError):
     """A file is not what the registry expects (wrong size or hash, or an HTML page instead of data)."""
+
+
+class DownloadError(ConnectionError):
+    """No URL of a dataset could be downloaded (network down, refused, 404, ...); the message says how
+    to download it by hand and where to put the file."""
 
 
 class ManualDownloadRequired(FileNotFoundError):
@@ -398,7 +410,8 @@ def safe_extract(archive, target) -> Path:
         raise FileExistsError(f"{target} already exists; remove it or extract elsewhere")
     kind = _archive_kind(archive)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    _files.remove_orphans(target.parent, target.name, ".partial")
+    tmp = Path(tempfile.mkdtemp(prefix=_files.temp_prefix(target.name), suffix=".partial", dir=target.parent))
     try:
         if kind == "zip":
             with zipfile.ZipFile(archive) as zf:
@@ -414,6 +427,7 @@ def safe_extract(archive, target) -> Path:
                         raise ValueError(f"unsafe archive {archive.name}: {err}; refusing to extract") from err
                 else:  # Python without PEP 706: the checks above are the only line of defence
                     tf.extractall(tmp)
+        _files.normal_mode(tmp)   # mkdtemp made it 0700
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -455,15 +469,24 @@ def _verify_archive(ds: Dataset, path: Path) -> None:
 def _download(ds: Dataset, dest: Path, progressbar: bool) -> None:
     """Download to a temporary name beside ``dest``, verify, then rename into place; clean up on failure."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
+    _files.remove_orphans(dest.parent, dest.name, ".part")
+    errors, network = [], []
     for url in ds.urls:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=_files.temp_prefix(dest.name), suffix=".part", dir=dest.parent)
         os.close(fd)
         tmp = Path(tmp_name)
         try:
             log.info("downloading %s to %s", url, dest)
-            _downloader(url, progressbar)(url, str(tmp), None)
+            try:
+                _downloader(url, progressbar)(url, str(tmp), None)
+            except (OSError, *ftplib.all_errors) as err:   # requests' errors are OSErrors too
+                if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                    raise
+                tmp.unlink(missing_ok=True)
+                network.append(f"{url}: {type(err).__name__}: {err}")
+                continue
             _verify_archive(ds, tmp)
+            _files.normal_mode(tmp)
             os.replace(tmp, dest)
             return
         except ChecksumError as err:
@@ -472,8 +495,12 @@ def _download(ds: Dataset, dest: Path, progressbar: bool) -> None:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+    if network and not errors:
+        raise DownloadError(f"{ds.name}: the download failed (network: refused or dropped connection, "
+                            f"missing file or no network); nothing was kept. " + " | ".join(network) + ". "
+                            + _instructions(ds, dest.parent.parent))
     raise ChecksumError(f"{ds.name}: no URL gave a file that verifies; nothing was kept. "
-                        + " | ".join(errors) + " " + _instructions(ds, dest.parent.parent))
+                        + " | ".join(errors + network) + " " + _instructions(ds, dest.parent.parent))
 
 
 def _content(ds: Dataset, root: Path) -> Path:
@@ -519,6 +546,8 @@ def fetch(name: str, *, progressbar: bool = True, allow_unverified: bool = False
         raise ValueError(f"{ds.name}: no checksum is recorded, so a download could not be verified. Pass "
                          f"allow_unverified=True to download it anyway, or " + _instructions(ds, root))
     extracted = folder / "extracted"
+    _files.remove_orphans(folder, ds.fname, ".part")        # left by a killed download or extraction
+    _files.remove_orphans(folder, extracted.name, ".partial")
     if extracted.is_dir():  # only ever renamed into place complete
         return _content(ds, extracted)
     archive = folder / ds.fname

@@ -9,11 +9,18 @@ protocol (uint8 MATLAB LR, Y-channel PSNR/SSIM, shave = scale), adds the bicubic
 * ``DIR/report.md`` with the results table, the verdicts and the figures (``DIR/*.png``);
 * ``DIR/checkpoints/ARM-seedK.pt`` (atomic; a run that finds a finished checkpoint reuses it, and an
   unfinished one is resumed exactly).
+
+A checkpoint records the run that made it (experiment, arm, seed, mode, model spec, resolved training
+config); before one is reused or resumed it is compared with the run asked for, and any difference is a
+``CheckpointMismatch`` naming both values: write to another ``out`` or pass ``restart=True`` (CLI
+``--restart``) to train again. All checkpoints are checked before anything trains, so a mismatch costs
+seconds, not hours. A ``DIR/results.json`` of another experiment is never overwritten without ``restart``.
 """
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import platform
 import subprocess
@@ -25,13 +32,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import _env
+from .. import _env, _files
 from ..data import PairedPatchDataset, list_images, to_tensor, to_uint8, validation_pairs
 from ..metrics import protocol, psnr, ssim
 from ..models import build
 from ..nn import count_parameters
 from ..registry import Registry
-from ..train import TrainConfig, load_checkpoint, train
+from ..train import TrainConfig, check_identity, load_checkpoint, run_identity, train
+from ..train.checkpoint import CheckpointMismatch
 
 RESULTS_VERSION = 1
 
@@ -127,7 +135,11 @@ def super_resolve(model: torch.nn.Module, lr_uint8: np.ndarray, *extra_uint8, de
     device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
     inputs = [to_tensor(np.asarray(a)).unsqueeze(0).to(device) for a in (lr_uint8, *extra_uint8)]
-    return to_uint8(model(*inputs)[0].float().cpu())
+    out = model(*inputs)[0].float().cpu()
+    if not bool(torch.isfinite(out).all()):   # never round NaN to a black image and score it
+        raise ValueError("the model's output holds NaN or inf values (diverged or corrupt weights); "
+                         "it is not scored")
+    return to_uint8(out)
 
 
 def evaluate_model(model: torch.nn.Module, pairs, scale: int, device=None, crop: int | None = None,
@@ -171,19 +183,69 @@ def device_name(dev: torch.device) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _files.remove_orphans(path.parent, path.name, ".tmp")
+    tmp = path.with_name(f"{_files.temp_prefix(path.name)}tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def default_ckpt_every(steps: int) -> int:
+    """Checkpoint interval of a replication: a quarter of the steps, at most 1000, so a killed quick
+    run resumes too (a budget's or arm's ``train={"ckpt_every": ...}`` overrides it)."""
+    return max(1, min(1000, int(steps) // 4))
+
+
+def _ways_out(out) -> str:
+    return (f"write to another folder (srlearn replicate ... --out OTHER_DIR, or run(..., out=OTHER_DIR)), "
+            f"or train again from scratch with --restart (run(..., restart=True)), which replaces the "
+            f"checkpoints in {str(out)!r}")
+
+
+def _arm_setup(exp: Experiment, arm: Arm, seed: int, mode: str, out, dev, progress: bool):
+    """What one arm and seed trains: preset, model overrides, TrainConfig, checkpoint path, identity."""
+    budget = exp.budgets[mode]
+    preset = budget.preset or arm.preset
+    overrides = {**arm.overrides, **budget.overrides.get(arm.name, {})}
+    cfg_kwargs = {"steps": budget.steps, "batch_size": budget.batch_size, "seed": seed,
+                  "val_every": budget.val_every, "progress": progress, "device": str(dev),
+                  "ckpt_every": default_ckpt_every(budget.steps), **budget.train, **arm.train}
+    ckpt = None
+    if out is not None:
+        ckpt = Path(out) / "checkpoints" / f"{arm.name}-seed{seed}.pt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        cfg_kwargs["ckpt_path"] = str(ckpt)
+    ident = {"experiment": exp.name, "arm": arm.name, "seed": seed, "mode": mode}
+    return preset, overrides, TrainConfig(**cfg_kwargs), ckpt, ident
+
+
+def check_arm_checkpoint(exp: Experiment, arm: Arm, seed: int, mode: str, out, device=None) -> dict | None:
+    """Load ``out``'s checkpoint of this arm and seed and check that this run made it; None if there is
+    none. Raises ``CheckpointMismatch`` (both values, and the ways out) when another run made it."""
+    dev = _env.device(device) if not isinstance(device, torch.device) else device
+    preset, overrides, config, ckpt, ident = _arm_setup(exp, arm, seed, mode, out, dev, False)
+    if ckpt is None or not ckpt.exists():
+        return None
+    spec = build(arm.model, preset, scale=exp.scale, **overrides).srlearn_spec
+    state = load_checkpoint(ckpt)
+    check_identity(state, run_identity(config, spec, **ident), ckpt, ways_out=_ways_out(out))
+    return state
 
 
 def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = None, device=None,
-            progress: bool = True, train_images=None, val_pairs=None) -> dict:
-    """Train one arm for one seed (or reuse its finished checkpoint) and evaluate it on the held-out pairs."""
+            progress: bool = True, train_images=None, val_pairs=None, restart: bool = False) -> dict:
+    """Train one arm for one seed (or reuse its finished checkpoint) and evaluate it on the held-out pairs.
+
+    A checkpoint in ``out`` is reused (finished) or resumed (unfinished) only if this run made it (see
+    :func:`check_arm_checkpoint`); ``restart=True`` trains from scratch and replaces it.
+    """
     budget = exp.budgets[mode]
     dev = _env.device(device) if not isinstance(device, torch.device) else device
+    preset, overrides, config, ckpt, ident = _arm_setup(exp, arm, seed, mode, out, dev, progress)
     _env.seed_everything(seed)
-    preset = budget.preset or arm.preset
-    overrides = {**arm.overrides, **budget.overrides.get(arm.name, {})}
     model = build(arm.model, preset, scale=exp.scale, **overrides)
     if exp.make_train_data is not None:
         data = exp.make_train_data(exp, budget, seed)
@@ -192,24 +254,19 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
         data = PairedPatchDataset(names, scale=exp.scale, lr_patch=budget.lr_patch,
                                   length=budget.steps * budget.batch_size, seed=seed)
     pairs = val_pairs if val_pairs is not None else _val_data(exp, budget)
-    cfg_kwargs = {"steps": budget.steps, "batch_size": budget.batch_size, "seed": seed,
-                  "val_every": budget.val_every, "progress": progress, "device": str(dev),
-                  **budget.train, **arm.train}
-    ckpt = None
-    if out is not None:
-        ckpt = Path(out) / "checkpoints" / f"{arm.name}-seed{seed}.pt"
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        cfg_kwargs["ckpt_path"] = str(ckpt)
-    config = TrainConfig(**cfg_kwargs)
     t0 = time.perf_counter()
     history = None
-    if ckpt is not None and ckpt.exists():
+    resume = False
+    if ckpt is not None and ckpt.exists() and not restart:
         state = load_checkpoint(ckpt)
-        if int(state.get("step", 0)) >= budget.steps:   # finished earlier: reuse, don't retrain
+        check_identity(state, run_identity(config, model.srlearn_spec, **ident), ckpt, ways_out=_ways_out(out))
+        if int(state.get("step", 0)) >= budget.steps:   # finished earlier by this same run: reuse
             model.load_state_dict(state.get("ema") or state["model"])
             history = state.get("history")
+        else:
+            resume = True
     if history is None:
-        hist = train(model, data, config, val_data=pairs, resume=bool(ckpt is not None and ckpt.exists()))
+        hist = train(model, data, config, val_data=pairs, resume=resume, identity=ident)
         history = hist.to_dict()
         if ckpt is not None:   # validate with the EMA weights if they were used in training
             state = load_checkpoint(ckpt)
@@ -257,31 +314,74 @@ def verdict(rows: list[dict], comparison: Comparison) -> dict:
             "delta_psnr": diff, "stderr": se, "n": [int(len(a)), int(len(b))], "verdict": word}
 
 
+def _prepare_out(out_dir: Path) -> None:
+    """Create ``out_dir`` and make sure files can be written in it, with an error that says what is wrong."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"the output folder {str(out_dir)!r} is a file, not a folder: choose another "
+                                 f"--out (out=...) or move the file away")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f"{_files.temp_prefix('write-probe')}tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write in the output folder {str(out_dir)!r} ({e.strerror or e}): choose "
+                               f"a folder you can write with --out (out=...)") from e
+    for folder in (out_dir, out_dir / "checkpoints"):
+        _files.remove_orphans(folder, None, ".tmp")
+
+
+def _check_results_owner(out_dir: Path, name: str, mode: str) -> None:
+    """Refuse to mix: a results.json in ``out_dir`` written by another experiment or mode."""
+    path = out_dir / "results.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return      # unreadable: it will be replaced atomically at the end
+    old_exp, old_mode = old.get("experiment"), old.get("mode")
+    if (old_exp, old_mode) != (name, mode):
+        raise CheckpointMismatch(f"{str(out_dir)!r} holds the results of experiment {old_exp!r} in mode "
+                                 f"{old_mode!r}, but this run is experiment {name!r} in mode {mode!r}; "
+                                 f"its results.json and checkpoints are neither reused nor overwritten. "
+                                 f"Either {_ways_out(out_dir)}.")
+
+
 def run(name: str, mode: str | None = None, seeds: int | None = None, out: str | os.PathLike | None = None,
-        device=None, progress: bool = True, arms: list[str] | None = None) -> dict:
+        device=None, progress: bool = True, arms: list[str] | None = None, restart: bool = False) -> dict:
     """Run experiment ``name`` in ``mode`` (default: :func:`srlearn.mode`) and return the results dict.
 
-    With ``out``, results.json / report.md / checkpoints are written there (reused on a re-run).
+    With ``out``, results.json / report.md / checkpoints are written there, and a re-run reuses or
+    resumes the checkpoints this same run made (anything else is a ``CheckpointMismatch``, checked before
+    anything trains). ``restart=True`` trains every chosen arm again from scratch, replacing them.
     """
     exp = get_experiment(name)
     mode = _env.mode(mode)
     if mode not in exp.budgets:
         raise ValueError(f"experiment {name!r} has no {mode!r} budget; modes: {list(exp.budgets)}")
     budget = exp.budgets[mode]
-    n_seeds = int(seeds or budget.seeds)
-    if n_seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if seeds is None:
+        seeds = budget.seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1 (the number of seeds per arm), got {seeds!r}")
+    n_seeds = int(seeds)
     dev = _env.device(device)
     out_dir = Path(out) if out is not None else None
+    chosen = [exp.arm(a) for a in arms] if arms else exp.arms
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_out(out_dir)
+        if not restart:
+            _check_results_owner(out_dir, exp.name, mode)
+            for arm in chosen:           # every checkpoint first: a mismatch costs seconds, not hours
+                for seed in range(n_seeds):
+                    check_arm_checkpoint(exp, arm, seed, mode, out_dir, dev)
     t0 = time.perf_counter()
     pairs = _val_data(exp, budget)
     train_names = list_images(exp.train_images) if exp.make_train_data is None else None
     baseline = evaluate_model(_baseline_model(exp), pairs, exp.scale, torch.device("cpu"), crop=exp.crop,
                               y_only=exp.y_only)
-    chosen = [exp.arm(a) for a in arms] if arms else exp.arms
-    rows = [run_arm(exp, arm, seed, mode, out_dir, dev, progress, train_names, pairs)
+    rows = [run_arm(exp, arm, seed, mode, out_dir, dev, progress, train_names, pairs, restart=restart)
             for arm in chosen for seed in range(n_seeds)]
     # the baseline is deterministic: one row per seed with zero spread, so verdicts against it work
     base_rows = [{"arm": exp.baseline_name, "seed": s, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],

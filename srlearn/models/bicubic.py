@@ -13,6 +13,8 @@ from .registry import register
 class Bicubic(nn.Module):
     """Up-sample by ``scale`` with MATLAB's bicubic kernel (float path of ``srlearn.data.imresize``)."""
 
+    input_channels = None   # any number of planes (RGB, Y, chroma)
+
     def __init__(self, scale: int = 2):
         super().__init__()
         self.scale = int(scale)

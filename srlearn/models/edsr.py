@@ -19,7 +19,10 @@ class EDSR(nn.Module):
     def __init__(self, scale: int = 2, n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0,
                  in_channels: int = 3, rgb_range: float = 1.0):
         super().__init__()
-        self.scale = int(scale)
+        if in_channels != 3:
+            raise ValueError(f"EDSR subtracts the DIV2K RGB mean, so in_channels must be 3, got {in_channels!r}; "
+                             f"give a grey image three channels (x.expand(-1, 3, -1, -1))")
+        self.scale, self.in_channels = int(scale), in_channels
         self.sub_mean = MeanShift(sign=-1, rgb_range=rgb_range)
         self.head = conv3x3(in_channels, n_feats)
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale=res_scale) for _ in range(n_resblocks)],

@@ -191,7 +191,8 @@ _MINI = {"scale": 4, "features": 32, "n_blocks": 4, "n_layers": 4, "growth": 8, 
     "paper": {**_PAPER, "connectivity": "all", "colour": "y"},
     "mini": {**_MINI, "connectivity": "all", "colour": "y"},
 }, description="SRDenseNet: dense blocks + dense skips (all | hl | h | plain), deconvolution x4, Y channel",
-   params={"paper": PAPER_PARAMS["all"], "mini": 51_009})
+   params={"paper": PAPER_PARAMS["all"], "mini": 51_009},
+   accepts=SRDenseNet, fixed=("in_channels",))
 def srdensenet(colour: str = "y", **kwargs) -> nn.Module:
     return _colour(SRDenseNet(in_channels=_check_colour(colour), **kwargs), colour)
 
@@ -200,6 +201,7 @@ def srdensenet(colour: str = "y", **kwargs) -> nn.Module:
     "paper": {"scale": 4, "features": 64, "n_resblocks": 20, "bottleneck": 256, "deconv_kernel": 2, "colour": "y"},
     "mini": {"scale": 4, "features": 16, "n_resblocks": 9, "bottleneck": 32, "deconv_kernel": 2, "colour": "y"},
 }, description="Residual control for SRDenseNet: EDSR blocks + the same deconvolution tail, matched parameters",
-   params={"paper": PAPER_PARAMS["residual"], "mini": 51_009})
+   params={"paper": PAPER_PARAMS["residual"], "mini": 51_009},
+   accepts=ResidualSR, fixed=("in_channels",))
 def residual_sr(colour: str = "y", **kwargs) -> nn.Module:
     return _colour(ResidualSR(in_channels=_check_colour(colour), **kwargs), colour)

@@ -75,6 +75,8 @@ class YChannelSR(nn.Module):
     The chroma is up-sampled with ``srlearn.data.imresize_torch`` (MATLAB bicubic, float path).
     """
 
+    input_channels = None   # Y alone or RGB: forward checks its own input
+
     def __init__(self, net: nn.Module):
         super().__init__()
         if not hasattr(net, "scale"):

@@ -44,6 +44,9 @@ class MeanShift(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * rgb_range)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3 or x.shape[-3] != self.mean.shape[1]:   # broadcasting would silently make 3 channels
+            raise ValueError(f"MeanShift holds a {self.mean.shape[1]}-channel mean but got input of shape "
+                             f"{tuple(x.shape)}: give the network {self.mean.shape[1]}-channel (RGB) images")
         return x + self.sign * self.mean.to(x.dtype)
 
 

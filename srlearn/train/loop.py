@@ -18,7 +18,18 @@ A dataset that keeps its own random generator between calls breaks this; draw fr
 
 Validation follows the field's protocol [sr-protocol.md §2, §8 items 8, 10]: full images, one at a
 time, eval mode, no grad, float32 (no autocast), output clamped to [0, 1] and rounded half-up to uint8,
-then Y-channel PSNR with ``scale`` pixels shaved (``srlearn.metrics.psnr``).
+then Y-channel PSNR with ``scale`` pixels shaved (``srlearn.metrics.psnr``). A model whose output
+is not finite is an error, never a score.
+
+Identity. Each checkpoint records what made it (``checkpoint.run_identity``: the model spec, the
+resolved config, and the caller's ``identity=`` entries such as the experiment and arm). A resume
+compares it with the run asked for and refuses any difference (``CheckpointMismatch``): the optimiser
+and scheduler states restored from a checkpoint are only right for the configuration that wrote them.
+
+Divergence. A non-finite loss or gradient stops training with ``TrainingDiverged``, naming the step,
+the loss and the last good checkpoint. The check runs on the device and is read at every log,
+validation and checkpoint (no extra synchronisation per step), so a checkpoint of NaN weights is never
+written and a NaN never reaches the history.
 """
 from __future__ import annotations
 
@@ -36,11 +47,15 @@ from tqdm.auto import tqdm
 
 from .. import _env
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_identity, load_checkpoint, run_identity, save_checkpoint
 from .config import TrainConfig
 from .ema import EMA
 from .losses import make_loss
 from .schedules import make_scheduler
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN or infinite; the last good checkpoint is left as it was."""
 
 
 @dataclass
@@ -73,7 +88,7 @@ class History:
 
 
 def train(model: nn.Module, train_set: Dataset, config: TrainConfig | dict, val_data=None,
-          resume=None, callbacks=()) -> History:
+          resume=None, callbacks=(), identity: dict | None = None) -> History:
     """Train ``model`` in place on ``train_set`` and return its ``History``.
 
     model      takes RGB float NCHW in [0, 1], returns NCHW at ``model.scale`` x the size.
@@ -86,6 +101,9 @@ def train(model: nn.Module, train_set: Dataset, config: TrainConfig | dict, val_
                ``config.ckpt_path`` if that file exists, else start from scratch.
     callbacks  functions ``cb(step, history, model)`` called after each validation, with the model
                that was validated (the EMA copy when EMA is on); e.g. live plots in a notebook.
+    identity   extra entries of the run's identity stored in the checkpoint and compared on resume,
+               e.g. ``{"experiment": ..., "arm": ..., "mode": ...}`` (the model spec and the config are
+               always part of it). A resume whose identity differs raises ``CheckpointMismatch``.
 
     Every sample is fetched with the global RNGs (torch, numpy, random) freshly seeded from
     ``(seed, step, position)``, so the global RNG state changes under you; resume is bit-exact on the
@@ -101,12 +119,12 @@ def train(model: nn.Module, train_set: Dataset, config: TrainConfig | dict, val_
         raise TypeError(f"config must be a TrainConfig or a dict of its fields, got {type(config).__name__}")
     ctx = distributed.setup(_env.device(config.device))
     try:
-        return _train(model, train_set, config, val_data, resume, tuple(callbacks), ctx)
+        return _train(model, train_set, config, val_data, resume, tuple(callbacks), ctx, identity or {})
     finally:
         distributed.teardown(ctx)
 
 
-def _train(model, train_set, config, val_data, resume, callbacks, ctx) -> History:
+def _train(model, train_set, config, val_data, resume, callbacks, ctx, identity) -> History:
     t_call = time.perf_counter()
     device = ctx.device
     scale = _check_train_set(train_set, model)
@@ -117,17 +135,20 @@ def _train(model, train_set, config, val_data, resume, callbacks, ctx) -> Histor
     scheduler = make_scheduler(optimizer, config)
     loss_fn = make_loss(config.loss)
     history, start, ema_state = History(), 0, None
+    expected = run_identity(config, getattr(model, "srlearn_spec", None), **identity)
+    last_good = None                           # (path, step) of the last checkpoint known to be finite
 
     path = _resume_path(resume, config)
     if path is not None:
         state = load_checkpoint(path, map_location=device)
-        _check_compatible(state, model, config, path)
+        check_identity(state, expected, path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history = History.from_dict(state["history"])
         start, ema_state = int(state["step"]), state.get("ema")
         _set_rng_state(state["rng"])
+        last_good = (str(path), start)
     ema = EMA(model, config.ema) if config.ema else None
     if ema is not None and ema_state is not None:
         ema.load_state_dict(ema_state)
@@ -139,17 +160,42 @@ def _train(model, train_set, config, val_data, resume, callbacks, ctx) -> Histor
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                disable=not (config.progress and ctx.is_main))
     step, loss_sum, loss_n, lr_used = start, torch.zeros((), device=device), 0, config.lr
+    # the first non-finite step (-1: none), its loss and gradient norm, kept on the device
+    bad_step = torch.full((), -1, dtype=torch.long, device=device)
+    bad_loss = torch.zeros((), device=device)
+    bad_grad = torch.zeros((), device=device)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def check_finite():
+        if int(bad_step.item()) < 0:
+            return
+        if last_good is not None:
+            kept = f"the last good checkpoint is {last_good[0]!r} (step {last_good[1]}), left unchanged"
+        elif config.ckpt_path:
+            kept = f"no checkpoint was written by this run yet (ckpt_path={config.ckpt_path!r})"
+        else:
+            kept = "no checkpoint is written (set TrainConfig(ckpt_path=...) to keep one)"
+        raise TrainingDiverged(
+            f"training diverged at step {int(bad_step.item())}: loss {bad_loss.item():.6g}, gradient "
+            f"norm {bad_grad.item():.6g} (not finite); {kept}. Look for a NaN/inf in the training data, "
+            f"or resume with a lower lr, warm-up or grad_clip (a new config: write to another "
+            f"ckpt_path or restart).")
 
     def checkpoint():
+        nonlocal last_good
+        check_finite()
         if config.ckpt_path and ctx.is_main:
             save_checkpoint(config.ckpt_path, model=model.state_dict(),
                             ema=ema.state_dict() if ema is not None else None,
                             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                             step=step, history=history.to_dict(), config=config.to_dict(),
-                            rng=_get_rng_state(), model_spec=getattr(model, "srlearn_spec", None))
+                            rng=_get_rng_state(), model_spec=getattr(model, "srlearn_spec", None),
+                            identity=expected)
+            last_good = (str(config.ckpt_path), step)
 
     def log():
         nonlocal loss_n
+        check_finite()
         total = loss_sum.clone()
         if ctx.enabled:        # the global-batch loss, as a single process would record it
             torch.distributed.all_reduce(total)
@@ -162,6 +208,7 @@ def _train(model, train_set, config, val_data, resume, callbacks, ctx) -> Histor
         bar.set_postfix(_postfix(history), refresh=False)
 
     def validation():
+        check_finite()
         if not (val_data and ctx.is_main):
             return
         eval_model = ema.module if ema is not None else model
@@ -191,15 +238,23 @@ def _train(model, train_set, config, val_data, resume, callbacks, ctx) -> Histor
             loss = loss_fn(sr.float(), hr_img)      # the loss itself in float32
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            grads = [p.grad for p in params if p.grad is not None]
             if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                grad_norm = nn.utils.clip_grad_norm_(params, config.grad_clip)
+            else:
+                grad_norm = _total_norm(grads, device)
+            detached = loss.detach()
+            newly = (bad_step < 0) & ~(torch.isfinite(detached) & torch.isfinite(grad_norm))
+            bad_step.copy_(torch.where(newly, step + 1, bad_step))
+            bad_loss.copy_(torch.where(newly, detached, bad_loss))
+            bad_grad.copy_(torch.where(newly, grad_norm.to(bad_grad.dtype), bad_grad))
             lr_used = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             if ema is not None:
                 ema.update(model)
             step += 1
-            loss_sum += loss.detach()
+            loss_sum += detached
             loss_n += 1
             history.train_time += time.perf_counter() - t0
             history.last_step = step
@@ -210,6 +265,7 @@ def _train(model, train_set, config, val_data, resume, callbacks, ctx) -> Histor
                 validation()
             if config.ckpt_every and step % config.ckpt_every == 0:
                 checkpoint()
+        check_finite()
         if loss_n:
             log()
         if not history.val_step or history.val_step[-1] != step:
@@ -259,6 +315,9 @@ def validate(model: nn.Module, val_data, scale: int | None = None, device=None) 
                 raise ValueError(f"validation image name {name!r} appears twice; names must be unique")
             extra = [_to_tensor(np.asarray(e)).unsqueeze(0).to(device) for e in extra]
             sr = model(_to_tensor(lr).unsqueeze(0).to(device), *extra).float()
+            if not bool(torch.isfinite(sr).all()):
+                raise ValueError(f"validation image {name!r}: the model's output holds NaN or inf values "
+                                 f"(diverged or corrupt weights), so it has no PSNR; nothing was scored")
             scores[name] = float(metrics.psnr(_to_uint8(sr[0]), hr, crop=scale))
     finally:
         model.train(was_training)
@@ -402,16 +461,12 @@ def _resume_path(resume, config: TrainConfig) -> Path | None:
     return Path(resume)
 
 
-def _check_compatible(state: dict, model, config: TrainConfig, path) -> None:
-    spec, saved = getattr(model, "srlearn_spec", None), state.get("model_spec")
-    if spec is not None and saved is not None and spec != saved:
-        raise ValueError(f"checkpoint {str(path)!r} was trained with model {saved}, but the model passed "
-                         f"in is {spec}: build the same model (or use load_model) to resume")
-    old = state.get("config", {})
-    for key in ("seed", "batch_size"):
-        if key in old and old[key] != getattr(config, key):
-            raise ValueError(f"checkpoint {str(path)!r} was trained with {key}={old[key]}, this config "
-                             f"has {key}={getattr(config, key)}: an exact resume needs the same value")
+def _total_norm(grads: list, device) -> torch.Tensor:
+    """The global L2 norm of the gradients (as ``clip_grad_norm_`` computes it), on the device."""
+    if not grads:
+        return torch.zeros((), device=device)
+    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
 
 
 def _get_rng_state() -> dict:
