@@ -33,6 +33,11 @@ from ..nn import count_parameters
 from ..train import TrainConfig, load_checkpoint, train
 
 RESULTS_VERSION = 1
+#: Default minimum detectable difference of an experiment, in dB of PSNR (``Experiment.min_detectable_db``).
+MIN_DETECTABLE_DB = 0.05
+#: The verdict when a comparison has one run per arm: there is no seed-noise estimate to test against.
+ONE_SEED = "1 seed: no noise estimate, no verdict"
+NO_DIFFERENCE = "no measurable difference"
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Arm:
     preset: str = "mini"
     overrides: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)  # TrainConfig overrides for this arm only
+    control: bool = False   # a deliberate control (e.g. a plain stack, a known-bad schedule), not a proposal
 
 
 @dataclass
@@ -93,6 +99,10 @@ class Experiment:
     crop: int | None = None   # border shaved before scoring; None: the scale (the SR protocol)
     y_only: bool = True       # score the BT.601 Y channel (SR papers) or all RGB channels (denoising papers)
     protocol: str | None = None   # the protocol string of the results; None: srlearn.metrics.protocol(scale)
+    #: The smallest PSNR difference (dB) this experiment claims to detect: a gap between two arms' means
+    #: below it is "no measurable difference" whatever the seeds say (see :func:`verdict`). 0.05 dB by
+    #: default: the size of SAN's margins over RCAN (papers.md §1.9) and of typical seed spreads.
+    min_detectable_db: float = MIN_DETECTABLE_DB
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -235,29 +245,54 @@ def _baseline_model(exp: Experiment) -> torch.nn.Module:
     return exp.baseline_model(exp) if exp.baseline_model is not None else build("bicubic", scale=exp.scale)
 
 
-def verdict(rows: list[dict], comparison: Comparison) -> dict:
-    """Compare two arms over seeds: the paper's direction reproduced, not reproduced, or within noise.
+def verdict(rows: list[dict], comparison: Comparison, baseline: str | None = None,
+            min_detectable: float = MIN_DETECTABLE_DB) -> dict:
+    """Compare two arms over seeds, never saying more than the runs show. In this order:
 
-    The noise is the standard error of the difference of means (sample std over seeds); a gap within
-    two standard errors is "within seed noise". With one seed there is no noise estimate and the
-    verdict says so.
+    1. fewer than two runs of either arm: ``"1 seed: no noise estimate, no verdict"``;
+    2. ``|Δ| < min_detectable`` (the experiment's minimum detectable difference, dB): ``"no measurable
+       difference"``;
+    3. ``baseline`` given (the name of the baseline's rows, e.g. ``"bicubic"``), neither arm is the
+       baseline and both arms' means are below it: ``"not testable: neither arm beats BASELINE"`` — two
+       networks that have not learned the task say nothing about the paper's claim;
+    4. the seed-noise test: the standard error of the difference of means (sample std over seeds); a
+       gap within two standard errors is ``"within seed noise"``, otherwise ``"reproduced"`` (the
+       claimed direction) or ``"not reproduced (reversed)"``.
+
+    Returns the claim, ``delta_psnr`` (better − worse), ``stderr`` (nan with one seed), ``n``,
+    ``min_detectable``, ``tested`` (True only when step 4 ran) and ``verdict``.
     """
     a = np.array([r["psnr"] for r in rows if r["arm"] == comparison.better], dtype=float)
     b = np.array([r["psnr"] for r in rows if r["arm"] == comparison.worse], dtype=float)
     if len(a) == 0 or len(b) == 0:
         raise ValueError(f"comparison {comparison} names an arm with no results")
+    if not (isinstance(min_detectable, (int, float)) and min_detectable >= 0):
+        raise ValueError(f"min_detectable must be a number of dB >= 0, got {min_detectable!r}")
     diff = float(a.mean() - b.mean())
-    if len(a) > 1 and len(b) > 1:
-        se = float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+    se = (float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))) if len(a) > 1 and len(b) > 1
+          else float("nan"))
+    tested = False
+    base = None
+    if baseline is not None and baseline not in (comparison.better, comparison.worse):
+        base_values = [r["psnr"] for r in rows if r["arm"] == baseline]
+        if not base_values:
+            raise ValueError(f"baseline {baseline!r} has no rows; pass its rows or baseline=None")
+        base = float(np.mean(base_values))
+    if math.isnan(se):
+        word = ONE_SEED
+    elif abs(diff) < min_detectable:
+        word = NO_DIFFERENCE
+    elif base is not None and a.mean() < base and b.mean() < base:
+        word = f"not testable: neither arm beats {baseline}"
+    else:
+        tested = True
         if abs(diff) <= 2 * se:
             word = "within seed noise"
         else:
             word = "reproduced" if diff > 0 else "not reproduced (reversed)"
-    else:
-        se = float("nan")
-        word = ("direction reproduced" if diff > 0 else "direction not reproduced") + " (1 seed: no noise estimate)"
     return {"better": comparison.better, "worse": comparison.worse, "claim": comparison.claim,
-            "delta_psnr": diff, "stderr": se, "n": [int(len(a)), int(len(b))], "verdict": word}
+            "delta_psnr": diff, "stderr": se, "n": [int(len(a)), int(len(b))],
+            "min_detectable": float(min_detectable), "tested": tested, "verdict": word}
 
 
 def run(name: str, mode: str | None = None, seeds: int | None = None, out: str | os.PathLike | None = None,
@@ -295,10 +330,12 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
         "device": device_name(dev), "torch": torch.__version__, "commit": _commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "protocol": exp.protocol or protocol(exp.scale, y_only=exp.y_only), "validation_images": [p[0] for p in pairs],
+        "min_detectable_db": exp.min_detectable_db,
         "baseline": {"arm": exp.baseline_name, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
                      "images": baseline["images"]},
         "runs": rows,
-        "verdicts": [verdict(rows + base_rows, c) for c in exp.comparisons
+        "verdicts": [verdict(rows + base_rows, c, baseline=exp.baseline_name, min_detectable=exp.min_detectable_db)
+                     for c in exp.comparisons
                      if {c.better, c.worse} <= {r["arm"] for r in rows + base_rows}],
     }
     results["wall_seconds"] = time.perf_counter() - t0

@@ -183,12 +183,15 @@ def level_table(results: dict, reference: str = "sisr") -> LevelTable:
     return LevelTable(level_rows(results), reference, results.get("protocol"))
 
 
-def noninferiority(rows: list[dict], arm: str, reference: str, margin: float = NONINFERIORITY_MARGIN) -> dict:
+def noninferiority(rows: list[dict], arm: str, reference: str, margin: float = NONINFERIORITY_MARGIN,
+                   baseline: str | None = None) -> dict:
     """Is ``arm`` no worse than ``reference`` by more than ``margin`` dB (mean over seeds)?
 
-    With ≥ 2 seeds the difference must be ≥ −margin *and* not significantly below it (mean + 2 s.e. ≥ −margin
-    is required; a mean below −margin fails). With 1 seed only the mean is compared and the verdict says so.
+    With ≥ 2 seeds the difference of means must be ≥ −margin. With 1 seed there is no noise estimate and
+    no verdict (``holds`` is None), as in :func:`srlearn.experiments.verdict`; with ``baseline`` (the name of
+    the baseline's rows) and both arms below it, the claim is not testable (``holds`` None).
     """
+    from .core import ONE_SEED
     a = np.array([r["psnr"] for r in rows if r["arm"] == arm], dtype=float)
     b = np.array([r["psnr"] for r in rows if r["arm"] == reference], dtype=float)
     if len(a) == 0 or len(b) == 0:
@@ -196,27 +199,35 @@ def noninferiority(rows: list[dict], arm: str, reference: str, margin: float = N
     diff = float(a.mean() - b.mean())
     se = (float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))) if len(a) > 1 and len(b) > 1
           else float("nan"))
-    ok = diff >= -margin
-    word = f"no worse (within {margin:g} dB)" if ok else f"worse by more than {margin:g} dB"
+    base = [r["psnr"] for r in rows if baseline is not None and r["arm"] == baseline]
+    ok = None
     if math.isnan(se):
-        word += " (1 seed: no noise estimate)"
+        word = ONE_SEED
+    elif base and a.mean() < np.mean(base) and b.mean() < np.mean(base):
+        word = f"not testable: neither arm beats {baseline}"
+    else:
+        ok = diff >= -margin
+        word = f"no worse (within {margin:g} dB)" if ok else f"worse by more than {margin:g} dB"
     return {"arm": arm, "reference": reference, "delta_psnr": diff, "stderr": se, "margin": margin,
-            "verdict": word, "holds": bool(ok)}
+            "verdict": word, "holds": ok}
 
 
 def level_verdicts(results: dict) -> list[dict]:
     """The per-level claims: SSEN beats SISR at XH (and at each level, reported); SSEN is no worse at XL."""
-    from .core import verdict
+    from .core import MIN_DETECTABLE_DB, verdict
     rows = level_rows(results)
+    base = results["baseline"].get("arm", "bicubic")
+    mdd = float(results.get("min_detectable_db", MIN_DETECTABLE_DB))
     arms = {r["arm"] for r in rows}
     out = []
     if not {"ssen", "sisr"} <= arms:
         return out
     for lv in LEVELS:
         at = [r for r in rows if r["level"] == lv]
-        v = verdict(at, Comparison("ssen", "sisr", f"{lv} ({LEVEL_NAMES[lv]}): SSEN beats single-image SR"))
+        v = verdict(at, Comparison("ssen", "sisr", f"{lv} ({LEVEL_NAMES[lv]}): SSEN beats single-image SR"),
+                    baseline=base, min_detectable=mdd)
         out.append({**v, "level": lv})
-    xl = noninferiority([r for r in rows if r["level"] == "XL"], "ssen", "sisr")
+    xl = noninferiority([r for r in rows if r["level"] == "XL"], "ssen", "sisr", baseline=base)
     out.append({**xl, "level": "XL", "claim": "XL (very low): SSEN is no worse than single-image SR (robustness)",
                 "better": "ssen", "worse": "sisr", "n": None})
     return out
