@@ -71,10 +71,11 @@ def _cmd_replicate(args) -> int:
         res = experiments.run(name, mode=mode, seeds=args.seeds, out=out, device=args.device,
                               progress=not args.no_progress)
         print(f"\n{name} ({res['mode']}, {res['device']}, {res['wall_seconds']:.0f} s) -> {out}/results.json")
-        print(f"  bicubic           PSNR {res['baseline']['psnr']:.3f} dB  SSIM {res['baseline']['ssim']:.4f}")
+        print(f"  {res['baseline'].get('arm', 'bicubic'):17s} PSNR {res['baseline']['psnr']:.3f} dB  "
+              f"SSIM {res['baseline']['ssim']:.4f}")
         for r in res["runs"]:
             print(f"  {r['arm']:12s} s{r['seed']}  PSNR {r['psnr']:.3f} dB  SSIM {r['ssim']:.4f}  ({r['params']:,} params)")
-        for v in res["verdicts"]:
+        for v in res["verdicts"]:   # the verdict string itself: it never says more than the seeds show
             print(f"  {v['better']} vs {v['worse']}: {v['delta_psnr']:+.3f} dB -> {v['verdict']}")
     return 0
 

@@ -13,13 +13,21 @@ def results_rows(results: dict) -> list[dict]:
     return rows
 
 
+def data_caption(results: dict) -> str:
+    """"trained on X; tested on Y" from a results dict (older results without the keys: "not recorded")."""
+    return (f"trained on {results.get('train_data') or 'data not recorded'}; "
+            f"tested on {results.get('test_data') or 'data not recorded'}")
+
+
 def write_report(results: dict, out_dir: str | os.PathLike) -> Path:
     """Write ``report.md`` (table, verdicts, learning curves) into ``out_dir``; return its path."""
-    from ..viz import plot_history, results_table   # figures made without pyplot: no backend is touched
+    from ..viz.plots import plot_history   # figures made without pyplot: no backend is touched
+    from ..viz.tables import results_table, verdict_table
 
     out = Path(out_dir)
-    table = results_table(results_rows(results), baseline=results["baseline"].get("arm", "bicubic"),
-                          protocol=results["protocol"])
+    baseline = results["baseline"].get("arm", "bicubic")
+    table = results_table(results_rows(results), baseline=baseline, protocol=results["protocol"],
+                          data=data_caption(results))
     histories: dict[str, list[dict]] = {}
     for r in results["runs"]:
         if r.get("history"):
@@ -35,14 +43,10 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> Path:
              f"- device: {results['device']}; torch {results['torch']}; commit {results['commit']}",
              f"- seeds: {results['seeds']}; scale ×{results['scale']}; wall time {results['wall_seconds']:.0f} s",
              f"- protocol: {results['protocol']}; held-out images: {', '.join(results['validation_images'])}",
-             "", "## Results", "", table.to_markdown(), "", "## Verdicts", ""]
-    if results.get("verdicts"):
-        lines += ["| claim | better | worse | Δ PSNR (dB) | ± s.e. | verdict |", "|---|---|---|---|---|---|"]
-        for v in results["verdicts"]:
-            lines.append(f"| {v['claim']} | {v['better']} | {v['worse']} | {v['delta_psnr']:+.3f} | "
-                         f"{v['stderr']:.3f} | {v['verdict']} |")
-    else:
-        lines.append("(no comparisons registered)")
+             f"- data: {data_caption(results)}",
+             "", "## Results", "", table.to_markdown(), "", "## Verdicts", "",
+             verdict_table(results.get("verdicts") or [], results.get("min_detectable_db"), baseline,
+                           data=data_caption(results)).to_markdown()]
     for f in figures:
         lines += ["", f"![{f}]({f})"]
     path = out / "report.md"
