@@ -1,6 +1,6 @@
 """The ``srlearn`` command: list, doctor, replicate, evaluate, bench.
 
-    srlearn list                                   models, presets, experiments, benchmarks, datasets
+    srlearn list [--json]                          models, presets, experiments, benchmarks, datasets
     srlearn doctor                                 torch, device, GPU, torchvision, data cache
     srlearn replicate NAME|all --mode quick|full|auto [--seeds N] --out DIR
     srlearn evaluate (--model NAME | --checkpoint PATH) --images HR_DIR [--lr LR_DIR] --scale S [--json FILE]
@@ -17,7 +17,39 @@ from pathlib import Path
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm")
 
 
+def registries() -> dict:
+    """The registries as plain JSON-able data: models with presets, experiments with arms (``control``: a
+    deliberate control, e.g. a plain stack or a known-bad schedule, not one of the paper's proposals),
+    comparisons and budgets, benchmarks, datasets."""
+    from dataclasses import asdict
+
+    from . import bench, experiments, models
+    from .data import registry
+    out = {"models": [], "experiments": [], "benchmarks": bench.list_benches(), "datasets": []}
+    for name in models.list_models():
+        spec = models.get_spec(name)
+        out["models"].append({"name": name, "description": spec.description, "presets": spec.presets})
+    for name in experiments.list_experiments():
+        exp = experiments.get_experiment(name)
+        out["experiments"].append({
+            "name": name, "description": exp.description, "scale": exp.scale, "notebook": exp.notebook,
+            "baseline": exp.baseline_name, "min_detectable_db": exp.min_detectable_db,
+            "arms": [{"name": a.name, "model": a.model, "preset": a.preset, "overrides": a.overrides,
+                      "train": a.train, "control": a.control} for a in exp.arms],
+            "controls": [a.name for a in exp.arms if a.control],
+            "comparisons": [asdict(c) for c in exp.comparisons],
+            "modes": {m: {"steps": b.steps, "seeds": b.seeds, "batch_size": b.batch_size, "lr_patch": b.lr_patch,
+                          "preset": b.preset} for m, b in exp.budgets.items()}})
+    for name in registry.list_datasets():
+        ds = registry.get(name)
+        out["datasets"].append({"name": name, "title": ds.title, "policy": ds.policy, "layout": ds.layout})
+    return out
+
+
 def _cmd_list(args) -> int:
+    if args.json:
+        print(json.dumps(registries(), indent=1, default=repr))
+        return 0
     from . import bench, experiments, models
     from .data import registry
     print("models:")
@@ -158,7 +190,9 @@ def _cmd_bench(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="srlearn", description="Learn super-resolution papers by building them.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="models, experiments, benchmarks, datasets").set_defaults(fn=_cmd_list)
+    ls = sub.add_parser("list", help="models, experiments, benchmarks, datasets")
+    ls.add_argument("--json", action="store_true", help="print the registries as JSON (for scripts)")
+    ls.set_defaults(fn=_cmd_list)
     sub.add_parser("doctor", help="what this machine has").set_defaults(fn=_cmd_doctor)
     r = sub.add_parser("replicate", help="run a registered replication (or 'all')")
     r.add_argument("name")

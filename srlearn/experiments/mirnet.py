@@ -77,7 +77,7 @@ def _sr_train(exp: Experiment, budget: Budget, seed: int):
 
 
 def _fusion_arms() -> list[Arm]:
-    return [Arm(kind, "mirnet", PRESET, {"fusion": kind}) for kind in ("skff", "sum", "concat")]
+    return [Arm(kind, "mirnet", PRESET, {"fusion": kind}, control=kind == "sum") for kind in ("skff", "sum", "concat")]
 
 
 _FUSION_CLAIMS = [Comparison("skff", "sum", "SKFF fusion beats plain summation (paper: SKFF ≳ concat ≳ sum)"),
@@ -89,8 +89,8 @@ MIRNET_FUSION = register_experiment(Experiment(
     description=(f"MIRNet (tiny preset) for colour Gaussian denoising, σ = {SIGMA:g}: SKFF vs sum vs concat fusion, "
                  "and three streams vs one (same width, and widened to the same parameter count)."),
     scale=1,
-    arms=_fusion_arms() + [Arm("height1", "mirnet", PRESET, {"height": 1}),
-                           Arm("height1-wide", "mirnet", PRESET, {"height": 1, "n_feat": WIDE_N_FEAT})],
+    arms=_fusion_arms() + [Arm("height1", "mirnet", PRESET, {"height": 1}, control=True),
+                           Arm("height1-wide", "mirnet", PRESET, {"height": 1, "n_feat": WIDE_N_FEAT}, control=True)],
     budgets={
         "quick": Budget(steps=40, batch_size=8, lr_patch=32, seeds=1, val_every=20, val_max_size=128,
                         train={**_COMMON_TRAIN, "lr": 5e-3, "warmup_steps": 4}),
@@ -119,7 +119,8 @@ MIRNET_FUSION_SR = register_experiment(Experiment(
     description=("MIRNet (tiny preset) for bicubic ×2 super-resolution on a bicubic-enlarged input (MIRNet has no "
                  "up-sampler): SKFF vs sum vs concat fusion."),
     scale=2,
-    arms=[Arm(a.name, a.model, a.preset, {**a.overrides, "upsampler": "bicubic"}) for a in _fusion_arms()],
+    arms=[Arm(a.name, a.model, a.preset, {**a.overrides, "upsampler": "bicubic"}, control=a.control)
+          for a in _fusion_arms()],
     budgets={
         "quick": Budget(steps=40, batch_size=8, lr_patch=16, seeds=1, val_every=20, val_max_size=128,
                         train={**_COMMON_TRAIN, "lr": 5e-3, "warmup_steps": 4}),

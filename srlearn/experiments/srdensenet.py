@@ -59,11 +59,11 @@ def make_y_train_data(exp: Experiment, budget: Budget, seed: int) -> YPatches:
 
 
 ARMS = [
-    Arm("plain", "srdensenet", "mini", {"connectivity": "plain"}),
+    Arm("plain", "srdensenet", "mini", {"connectivity": "plain"}, control=True),   # no skips at all
     Arm("h", "srdensenet", "mini", {"connectivity": "h"}),
     Arm("hl", "srdensenet", "mini", {"connectivity": "hl"}),
     Arm("all", "srdensenet", "mini", {"connectivity": "all"}),
-    Arm("residual", "residual-sr", "mini"),
+    Arm("residual", "residual-sr", "mini", control=True),   # not the paper's: a matched-size ResNet
 ]
 
 

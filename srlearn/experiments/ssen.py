@@ -89,7 +89,7 @@ SSEN_REFSR = register_experiment(Experiment(
     description="Reference-based SR ×4 on synthetic reference pairs at five similarity levels: single-image "
                 "baseline vs SSEN (3 layers), SSEN with 1 layer, SSEN without non-local blocks.",
     scale=4,
-    arms=[Arm("sisr", "ssen", "mini", {"n_deform": 0}),
+    arms=[Arm("sisr", "ssen", "mini", {"n_deform": 0}, control=True),
           Arm("ssen", "ssen", "mini"),
           Arm("ssen-1", "ssen", "mini", {"n_deform": 1}),
           Arm("ssen-no-nl", "ssen", "mini", {"non_local": False})],
