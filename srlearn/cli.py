@@ -5,6 +5,7 @@
     srlearn replicate NAME|all --mode quick|full|auto [--seeds N] --out DIR
     srlearn evaluate (--model NAME | --checkpoint PATH) --images HR_DIR [--lr LR_DIR] --scale S [--json FILE]
     srlearn bench NAME [--device cpu|cuda] [--quick]
+    srlearn report results/ [--markdown | --write-readme README.md | --check README.md]
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def registries() -> dict:
         exp = experiments.get_experiment(name)
         out["experiments"].append({
             "name": name, "description": exp.description, "scale": exp.scale, "notebook": exp.notebook,
-            "baseline": exp.baseline_name, "min_detectable_db": exp.min_detectable_db,
+            "baseline": exp.baseline_name, "min_detectable_db": exp.min_detectable_db, "field_data": exp.field_data,
             "arms": [{"name": a.name, "model": a.model, "preset": a.preset, "overrides": a.overrides,
                       "train": a.train, "control": a.control} for a in exp.arms],
             "controls": [a.name for a in exp.arms if a.control],
@@ -187,6 +188,24 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .experiments import report
+    if args.check:
+        want, have = report.results_markdown(args.dir), report.readme_block(args.check)
+        if want != have:
+            print(f"{args.check}'s results block differs from what {args.dir} holds; run "
+                  f"`srlearn report {args.dir} --write-readme {args.check}`", file=sys.stderr)
+            return 1
+        print(f"{args.check}'s results block matches {args.dir}")
+        return 0
+    if args.write_readme:
+        changed = report.write_readme(args.write_readme, args.dir)
+        print(f"{args.write_readme}: results block {'rewritten' if changed else 'already up to date'}")
+        return 0
+    print(report.results_markdown(args.dir))   # --markdown (the default)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="srlearn", description="Learn super-resolution papers by building them.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -213,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scale", type=int, required=True)
     e.add_argument("--json", default=None, help="write per-image and mean results to this JSON file")
     e.set_defaults(fn=_cmd_evaluate)
+    rp = sub.add_parser("report", help="the README's results table from DIR/*/results.json (quick mode excluded)")
+    rp.add_argument("dir", help="folder of results (e.g. results/), one sub-folder per experiment")
+    rg = rp.add_mutually_exclusive_group()
+    rg.add_argument("--markdown", action="store_true", help="print the table as Markdown (the default)")
+    rg.add_argument("--write-readme", metavar="README", help="rewrite README's block between "
+                    "<!-- results:start --> and <!-- results:end -->")
+    rg.add_argument("--check", metavar="README", help="exit 1 if README's block differs from DIR")
+    rp.set_defaults(fn=_cmd_report)
     b = sub.add_parser("bench", help="a registered benchmark (speed and memory tables)")
     b.add_argument("name")
     b.add_argument("--device", default="cpu")

@@ -12,12 +12,14 @@ protocol (uint8 MATLAB LR, Y-channel PSNR/SSIM, shave = scale), adds the bicubic
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import platform
 import subprocess
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +29,7 @@ import torch
 
 from .. import _env
 from ..data import PairedPatchDataset, list_images, to_tensor, to_uint8, validation_pairs
+from ..data import field as _field
 from ..metrics import protocol, psnr, ssim
 from ..models import build
 from ..nn import count_parameters
@@ -63,6 +66,7 @@ class Budget:
     train: dict = field(default_factory=dict)  # TrainConfig fields shared by all arms in this mode
     preset: str | None = None   # build every arm from this preset in this mode (None: the arm's own)
     overrides: dict = field(default_factory=dict)  # arm name -> model overrides in this mode only
+    max_train_images: int | None = None   # full mode on DIV2K: use only the first N training images (None: all)
 
 
 @dataclass
@@ -83,6 +87,15 @@ class Experiment:
     * ``baseline_model(exp)`` -> the parameter-free model every table starts with (default: bicubic);
       ``baseline_name`` names its row.
     Evaluation always runs the model on each validation item and scores it with the protocol.
+
+    The field's data (``field_data=True``: single-image SR experiments opt in): in ``full`` mode the training data
+    is DIV2K's 800 HR images and the default test data Set5, Set14, B100 and Urban100 (whole images), when
+    they are on this machine (:mod:`srlearn.data.field`: ``SRLEARN_DIV2K``, ``SRLEARN_BENCHMARK`` or the
+    registry's cache); otherwise, and in ``quick`` mode, the offline images, and ``results.json`` says
+    which (``train_data``, ``test_data``). A ``make_train_data`` hook of such an experiment must get its
+    patches from :func:`sr_train_data` (e.g. wrapped as Y planes); ``train_data_desc`` / ``test_data_desc``
+    describe the data of the hooks of other experiments. ``published`` holds the papers' figures per arm and
+    test set (text with the source tag), shown beside ours in the per-set tables.
     """
     name: str
     description: str
@@ -103,6 +116,10 @@ class Experiment:
     #: below it is "no measurable difference" whatever the seeds say (see :func:`verdict`). 0.05 dB by
     #: default: the size of SAN's margins over RCAN (papers.md §1.9) and of typical seed spreads.
     min_detectable_db: float = MIN_DETECTABLE_DB
+    field_data: bool = False  # single-image SR: DIV2K / Set5, Set14, B100, Urban100 in full mode when available
+    train_data_desc: str | None = None   # what a make_train_data hook trains on (for results.json and captions)
+    test_data_desc: str | None = None    # what a make_val_data hook tests on
+    published: dict = field(default_factory=dict)   # arm -> {test set -> "figure [source tag]"}
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -201,9 +218,7 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
     if exp.make_train_data is not None:
         data = exp.make_train_data(exp, budget, seed)
     else:
-        names = train_images if train_images is not None else list_images(exp.train_images)
-        data = PairedPatchDataset(names, scale=exp.scale, lr_patch=budget.lr_patch,
-                                  length=budget.steps * budget.batch_size, seed=seed)
+        data = sr_train_data(exp, budget, seed, train_images)
     pairs = val_pairs if val_pairs is not None else _val_data(exp, budget)
     cfg_kwargs = {"steps": budget.steps, "batch_size": budget.batch_size, "seed": seed,
                   "val_every": budget.val_every, "progress": progress, "device": str(dev),
@@ -235,9 +250,84 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
             "train_seconds": time.perf_counter() - t0, "history": history}
 
 
+OFFLINE_TRAIN = "the offline images (8 scikit-image samples, matplotlib's grace_hopper, 6 procedural textures)"
+OFFLINE_TEST = "the offline held-out images (stereo_motorcycle, texture:stripes:1, texture:glyphs:1)"
+
+
+def mode_of(exp: Experiment, budget: Budget) -> str | None:
+    """The mode whose budget ``budget`` is (by identity), or None for a budget of one's own."""
+    return next((m for m, b in exp.budgets.items() if b is budget), None)
+
+
+def data_sources(exp: Experiment, mode: str | None, budget: Budget | None = None) -> dict:
+    """What ``exp`` trains and tests on in ``mode``: ``{"train_paths": [DIV2K PNGs] | None, "test_root":
+    benchmark folder | None, "test_sets": [...], "train_data": text, "test_data": text}``.
+
+    The field's data only for ``field_data`` experiments in full mode, and only when on this machine; a
+    full-mode run without it warns and names the variable that would supply it. Never downloads.
+    """
+    budget = budget or exp.budgets.get(mode or "")
+    use_field = bool(exp.field_data and mode == "full")
+    out = {"train_paths": None, "test_root": None, "test_sets": []}
+    if exp.make_train_data is not None and not exp.field_data:   # the hook's own data
+        out["train_data"] = exp.train_data_desc or "the experiment's own training data (make_train_data)"
+    elif use_field and (div2k := _field.div2k_train_dir()) is not None:
+        limit = budget.max_train_images if budget is not None else None
+        out["train_paths"] = _field.div2k_train_images(div2k, limit)
+        out["train_data"] = (f"DIV2K train HR ({len(out['train_paths'])} images; LR patches by MATLAB bicubic "
+                             f"×{exp.scale})")
+    else:
+        out["train_data"] = OFFLINE_TRAIN
+        if use_field:
+            out["train_data"] += " — no DIV2K here (set SRLEARN_DIV2K=DIR)"
+            warnings.warn(f"{exp.name}: full mode without DIV2K: training on {OFFLINE_TRAIN}; set SRLEARN_DIV2K=DIR "
+                          f"(DIR/DIV2K_train_HR/0001.png ...) to train on the field's data", stacklevel=3)
+    if exp.make_val_data is not None:
+        out["test_data"] = exp.test_data_desc or "the experiment's own held-out data (make_val_data)"
+    elif use_field and (bench := _field.benchmark_dir()) is not None and _field.benchmark_sets(bench):
+        out["test_root"], out["test_sets"] = bench, _field.benchmark_sets(bench)
+        out["test_data"] = (f"{', '.join(out['test_sets'])} (whole images; LR by MATLAB uint8 bicubic "
+                            f"×{exp.scale})")
+    else:
+        out["test_data"] = OFFLINE_TEST
+        if use_field:
+            out["test_data"] += " — no benchmark sets here (set SRLEARN_BENCHMARK=DIR)"
+            warnings.warn(f"{exp.name}: full mode without the benchmark sets: testing on {OFFLINE_TEST}; set "
+                          f"SRLEARN_BENCHMARK=DIR (DIR/Set5/HR/baby.png ...) to test on Set5/Set14/B100/Urban100",
+                          stacklevel=3)
+    return out
+
+
+def sr_train_data(exp: Experiment, budget: Budget, seed: int, names=None):
+    """Single-image SR training patches for one seed: DIV2K HR patches in full mode when DIV2K is here
+    (:class:`srlearn.data.HRPatchDataset`), else the offline images (``names``, default
+    ``list_images(exp.train_images)``). Items are RGB ``(lr, hr)`` float tensors, a pure function of (seed, i)."""
+    length = budget.steps * budget.batch_size
+    with warnings.catch_warnings():   # run() already warned once about a missing DIV2K
+        warnings.simplefilter("ignore")
+        src = data_sources(exp, mode_of(exp, budget), budget)
+    if src["train_paths"]:
+        return _field.HRPatchDataset(src["train_paths"], exp.scale, lr_patch=budget.lr_patch, length=length,
+                                         seed=seed)
+    names = tuple(names if names is not None else list_images(exp.train_images))
+    if all(isinstance(n, str) for n in names):   # one dataset (LR made once) serves every arm of a seed
+        return _offline_patches(names, exp.scale, budget.lr_patch, length, seed)
+    return PairedPatchDataset(list(names), scale=exp.scale, lr_patch=budget.lr_patch, length=length, seed=seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _offline_patches(names: tuple, scale: int, lr_patch: int, length: int, seed: int) -> PairedPatchDataset:
+    return PairedPatchDataset(list(names), scale=scale, lr_patch=lr_patch, length=length, seed=seed)
+
+
 def _val_data(exp: Experiment, budget: Budget) -> list:
     if exp.make_val_data is not None:
         return exp.make_val_data(exp, budget)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = data_sources(exp, mode_of(exp, budget), budget)
+    if src["test_root"] is not None:   # the protocol scores whole images: val_max_size does not apply
+        return _field.benchmark_pairs(exp.scale, src["test_root"], src["test_sets"])
     return validation_pairs(exp.scale, max_size=budget.val_max_size)
 
 
@@ -314,6 +404,7 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    sources = data_sources(exp, mode, budget)   # warns once when full mode falls back to the offline images
     pairs = _val_data(exp, budget)
     train_names = list_images(exp.train_images) if exp.make_train_data is None else None
     baseline = evaluate_model(_baseline_model(exp), pairs, exp.scale, torch.device("cpu"), crop=exp.crop,
@@ -331,6 +422,8 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "protocol": exp.protocol or protocol(exp.scale, y_only=exp.y_only), "validation_images": [p[0] for p in pairs],
         "min_detectable_db": exp.min_detectable_db,
+        "train_data": sources["train_data"], "test_data": sources["test_data"], "test_sets": sources["test_sets"],
+        "published": exp.published,
         "baseline": {"arm": exp.baseline_name, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
                      "images": baseline["images"]},
         "runs": rows,

@@ -30,14 +30,14 @@ checks; the paper's ablation numbers are not verified (papers.md §3.6 [X]), so 
 """
 from __future__ import annotations
 
-import functools
 
 import torch
 from torch import nn
 
-from ..data import PairedPatchDataset, list_images
+from ..data import list_images
 from ..data.noise import NoisyPatchDataset, noisy_validation_pairs
-from .core import Arm, Budget, Comparison, Experiment, register_experiment
+from .core import Arm, Budget, Comparison, Experiment, register_experiment, sr_train_data
+from .published import figures
 
 SIGMA = 25.0
 PRESET = "tiny"
@@ -66,14 +66,9 @@ def _denoise_val(exp: Experiment, budget: Budget):
     return noisy_validation_pairs(SIGMA, max_size=budget.val_max_size)
 
 
-@functools.lru_cache(maxsize=4)
-def _sr_patches(scale: int, lr_patch: int, length: int, seed: int) -> PairedPatchDataset:
-    # items are a pure function of (seed, i): one dataset serves every arm of a seed
-    return PairedPatchDataset(list_images("train"), scale=scale, lr_patch=lr_patch, length=length, seed=seed)
-
-
 def _sr_train(exp: Experiment, budget: Budget, seed: int):
-    return _sr_patches(exp.scale, budget.lr_patch, budget.steps * budget.batch_size, seed)
+    # DIV2K patches in full mode when DIV2K is here, else the offline images (one dataset per seed, cached)
+    return sr_train_data(exp, budget, seed, list_images("train"))
 
 
 def _fusion_arms() -> list[Arm]:
@@ -112,6 +107,9 @@ MIRNET_FUSION = register_experiment(Experiment(
     crop=0,
     y_only=False,
     protocol=f"RGB/shave=0/uint8/AWGN-sigma{SIGMA:g}-clipped",
+    # a denoising task (field_data False): its own noisy patches and held-out images in both modes
+    train_data_desc=f"noisy patches (σ = {SIGMA:g}) of the offline images",
+    test_data_desc=f"the offline held-out images with noise σ = {SIGMA:g}",
 ))
 
 MIRNET_FUSION_SR = register_experiment(Experiment(
@@ -130,4 +128,6 @@ MIRNET_FUSION_SR = register_experiment(Experiment(
     comparisons=[Comparison("skff", "bicubic", "a trained MIRNet beats bicubic interpolation"), *_FUSION_CLAIMS],
     notebook="notebooks/04_mirnet_skff_dau.ipynb",
     make_train_data=_sr_train,
+    published=figures(2),   # bicubic only: MIRNet publishes no bicubic-SR figures on these sets
+    field_data=True,
 ))

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..train import TrainConfig, lr_factor
 from .core import Arm, Budget, Comparison, Experiment, register_experiment
+from .published import SAN_X2, figures
 
 #: Adam betas of SAN's code and paper [papers.md §1.8] (RCAN's code uses 0.999).
 SAN_BETAS = (0.9, 0.99)
@@ -178,6 +179,8 @@ SAN_ATTENTION = register_experiment(Experiment(
         Comparison("soca", "bicubic", "SAN beats bicubic"),
     ],
     notebook="notebooks/01_san_se_vs_soca.ipynb",
+    published=figures(2, {"soca": SAN_X2}),
+    field_data=True,
 ))
 
 SAN_ABLATION = register_experiment(Experiment(
@@ -198,6 +201,8 @@ SAN_ABLATION = register_experiment(Experiment(
         Comparison("rlnl+ssc", "bicubic", "SAN beats bicubic"),
     ],
     notebook="notebooks/02_san_nonlocal_ssrg.ipynb",
+    published=figures(2, {"rlnl+ssc": SAN_X2}),
+    field_data=True,
 ))
 
 # The schedule pitfall. Full mode runs the real iteration counts: 20,000 iterations at lr 1e-4 with the released
@@ -231,4 +236,6 @@ SAN_SCHEDULE = register_experiment(Experiment(
         Comparison("paper-schedule", "bicubic", "SAN beats bicubic"),
     ],
     notebook="notebooks/02_san_nonlocal_ssrg.ipynb",
+    published=figures(2, {"paper-schedule": SAN_X2}),
+    field_data=True,
 ))

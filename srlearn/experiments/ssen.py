@@ -44,8 +44,11 @@ __all__ = ["SSEN_REFSR", "VALIDATION", "TRAIN_LEVELS", "TRAIN_WEIGHTS", "RefIgno
 
 #: Training references: papers.md §6.4's relevant / irrelevant mix.
 TRAIN_LEVELS, TRAIN_WEIGHTS = ("XH", "XL"), (0.5, 0.5)
-#: The held-out windows per mode: HR side (LR = side / 4) and windows per validation image.
-VALIDATION = {"quick": {"size": 64, "crops": 2}, "full": {"size": 160, "crops": 4}}
+#: The held-out windows per mode: HR side (LR = side / 4), windows per validation image, and the images. The
+#: "L" level needs a second window clear of the first (2 × 160 px along one side), so full mode's 160-px windows
+#: use the held-out textures generated at 512² (same kinds and seeds as quick mode's 256² ones).
+FULL_VALID_IMAGES = ("stereo_motorcycle", "texture:stripes:1:512", "texture:glyphs:1:512")
+VALIDATION = {"quick": {"size": 64, "crops": 2}, "full": {"size": 160, "crops": 4, "names": FULL_VALID_IMAGES}}
 #: "No worse than SISR" means within this many dB (papers.md §6.4: "within ~0.1 dB").
 NONINFERIORITY_MARGIN = 0.1
 TRAIN_SHIFT = 8   # HR px: the XH/H/M misalignment range, 2 LR px at ×4 (papers.md §6.4: [-8, 8])
@@ -80,8 +83,8 @@ def _train_data(exp: Experiment, budget: Budget, seed: int):
 
 def _val_data(exp: Experiment, budget: Budget) -> list:
     v = _validation(exp, budget)
-    return [item for level in LEVELS for item in reference_pairs(level, exp.scale, size=v["size"], crops=v["crops"],
-                                                                 shift=TRAIN_SHIFT)]
+    return [item for level in LEVELS for item in reference_pairs(level, exp.scale, names=v.get("names"), size=v["size"],
+                                                                 crops=v["crops"], shift=TRAIN_SHIFT)]
 
 
 SSEN_REFSR = register_experiment(Experiment(
@@ -111,6 +114,9 @@ SSEN_REFSR = register_experiment(Experiment(
     make_train_data=_train_data,
     make_val_data=_val_data,
     baseline_model=lambda exp: RefIgnoringBicubic(exp.scale),
+    # reference-based SR on synthetic pairs (field_data False): CUFED5 is never downloaded (manual only)
+    train_data_desc="synthetic reference pairs (XH/XL) of the offline images (srlearn.data.refpairs)",
+    test_data_desc="synthetic reference pairs at five similarity levels of the offline held-out images",
 ))
 
 
