@@ -104,6 +104,7 @@ def _cmd_replicate(args) -> int:
         res = experiments.run(name, mode=mode, seeds=args.seeds, out=out, device=args.device,
                               progress=not args.no_progress)
         print(f"\n{name} ({res['mode']}, {res['device']}, {res['wall_seconds']:.0f} s) -> {out}/results.json")
+        print(f"  trained on {res.get('train_data')}; tested on {res.get('test_data')}")
         print(f"  {res['baseline'].get('arm', 'bicubic'):17s} PSNR {res['baseline']['psnr']:.3f} dB  "
               f"SSIM {res['baseline']['ssim']:.4f}")
         for r in res["runs"]:

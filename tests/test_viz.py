@@ -371,3 +371,13 @@ def test_verdict_table_prints_the_verdict_strings_and_the_rules():
     assert viz.verdict_table([]).to_markdown() == "(no comparisons registered)"
     with pytest.raises(ValueError, match="lacks"):
         viz.verdict_table([{"better": "a"}])
+
+
+def test_tables_from_results_rows_name_the_data_without_being_told():
+    from srlearn.experiments.report import results_rows
+    res = {"baseline": {"arm": "bicubic", "psnr": 30.0, "ssim": 0.9}, "train_data": "DIV2K train HR (800 images)",
+           "test_data": "Set5", "runs": [{"arm": "a", "seed": 0, "psnr": 31.0, "ssim": 0.91, "params": 5}]}
+    md = viz.results_table(results_rows(res), protocol="Y").to_markdown()
+    assert "Trained on DIV2K train HR (800 images); tested on Set5." in md
+    older = {k: v for k, v in res.items() if k not in ("train_data", "test_data")}   # results.json before the keys
+    assert "data not recorded" in viz.results_table(results_rows(older), protocol="Y").to_markdown()

@@ -13,11 +13,20 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 EXCLUDED_MODES = ("quick",)
 
 
-def results_rows(results: dict) -> list[dict]:
-    """Per arm and seed rows (the baseline first), as :func:`srlearn.viz.results_table` takes them."""
+class ResultRows(list):
+    """A list of result rows that also carries what they were trained and tested on (``.data``), which
+    :func:`srlearn.viz.results_table` puts in the caption when it is given no ``data=`` of its own."""
+    data: str | None = None
+
+
+def results_rows(results: dict) -> ResultRows:
+    """Per arm and seed rows (the baseline first), as :func:`srlearn.viz.results_table` takes them; ``.data``
+    names the training and test data (so every table made from them says it)."""
     base = results["baseline"]
-    rows = [{"arm": base.get("arm", "bicubic"), "seed": 0, "psnr": base["psnr"], "ssim": base["ssim"], "params": 0}]
+    rows = ResultRows([{"arm": base.get("arm", "bicubic"), "seed": 0, "psnr": base["psnr"], "ssim": base["ssim"],
+                        "params": 0}])
     rows += [{k: r[k] for k in ("arm", "seed", "psnr", "ssim", "params")} for r in results["runs"]]
+    rows.data = data_caption(results)
     return rows
 
 
@@ -68,8 +77,7 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> Path:
 
     out = Path(out_dir)
     baseline = results["baseline"].get("arm", "bicubic")
-    table = results_table(results_rows(results), baseline=baseline, protocol=results["protocol"],
-                          data=data_caption(results))
+    table = results_table(results_rows(results), baseline=baseline, protocol=results["protocol"])
     histories: dict[str, list[dict]] = {}
     for r in results["runs"]:
         if r.get("history"):

@@ -91,11 +91,14 @@ def results_table(rows, baseline: str | None = "bicubic", paper: Mapping | None 
     a ``params`` field); Δ of the first metric vs the ``baseline`` arm (PSNR by default; omitted when
     ``baseline=None``); and "paper says" when ``paper`` (a dict ``arm -> text``) is given. ``protocol``
     (e.g. ``"Set5 ×2, Y-channel, shave 2"``) becomes the caption, and ``data`` (what the arms were trained
-    and tested on, e.g. ``"trained on DIV2K HR 0001-0800; tested on Set5"``) is added to it.
+    and tested on, e.g. ``"trained on DIV2K HR 0001-0800; tested on Set5"``; default: the rows' ``.data``
+    attribute, which :func:`srlearn.experiments.report.results_rows` sets) is added to it.
 
     Raises:
         ValueError: when ``baseline`` names an arm that is not in the rows.
     """
+    if data is None:   # rows from srlearn.experiments.report.results_rows carry their data
+        data = getattr(rows, "data", None)
     summary = summarise(rows, by=by, metrics=metrics)
     arms = [s[by] for s in summary]
     if baseline is not None:
