@@ -168,6 +168,8 @@ def test_ssen_refsr_full_mode_builds_its_validation_and_trains(monkeypatch):
     from srlearn.experiments.ssen import VALIDATION, _val_data
     exp = experiments.get_experiment("ssen-refsr")
     budget = _tiny_full_budget(exp, monkeypatch, lr_patch=16)   # the offset estimator needs 16² LR patches
+    assert data.get_image("texture:stripes:1:512").shape == (512, 512, 3)   # held-out textures, 512²
+    assert np.array_equal(data.get_image("texture:stripes:1:256"), data.get_image("texture:stripes:1"))
     pairs = _val_data(exp, budget)
     size, crops = VALIDATION["full"]["size"], VALIDATION["full"]["crops"]
     assert len(pairs) == 5 * 3 * crops and {p[2].shape for p in pairs} == {(size, size, 3)}
