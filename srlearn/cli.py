@@ -1,10 +1,11 @@
 """The ``srlearn`` command: list, doctor, replicate, evaluate, bench.
 
-    srlearn list                                   models, presets, experiments, benchmarks, datasets
+    srlearn list [--json]                          models, presets, experiments, benchmarks, datasets
     srlearn doctor                                 torch, device, GPU, torchvision, data cache
     srlearn replicate NAME|all --mode quick|full|auto [--seeds N] [--out DIR] [--restart]
     srlearn evaluate (--model NAME | --checkpoint PATH) --images HR_DIR [--lr LR_DIR] --scale S [--json FILE]
     srlearn bench NAME [--device cpu|cuda] [--quick]
+    srlearn report results/ [--markdown | --write-readme README.md | --check README.md]
 """
 from __future__ import annotations
 
@@ -17,7 +18,39 @@ from pathlib import Path
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm")
 
 
+def registries() -> dict:
+    """The registries as plain JSON-able data: models with presets, experiments with arms (``control``: a
+    deliberate control, e.g. a plain stack or a known-bad schedule, not one of the paper's proposals),
+    comparisons and budgets, benchmarks, datasets."""
+    from dataclasses import asdict
+
+    from . import bench, experiments, models
+    from .data import registry
+    out = {"models": [], "experiments": [], "benchmarks": bench.list_benches(), "datasets": []}
+    for name in models.list_models():
+        spec = models.get_spec(name)
+        out["models"].append({"name": name, "description": spec.description, "presets": spec.presets})
+    for name in experiments.list_experiments():
+        exp = experiments.get_experiment(name)
+        out["experiments"].append({
+            "name": name, "description": exp.description, "scale": exp.scale, "notebook": exp.notebook,
+            "baseline": exp.baseline_name, "min_detectable_db": exp.min_detectable_db, "field_data": exp.field_data,
+            "arms": [{"name": a.name, "model": a.model, "preset": a.preset, "overrides": a.overrides,
+                      "train": a.train, "control": a.control} for a in exp.arms],
+            "controls": [a.name for a in exp.arms if a.control],
+            "comparisons": [asdict(c) for c in exp.comparisons],
+            "modes": {m: {"steps": b.steps, "seeds": b.seeds, "batch_size": b.batch_size, "lr_patch": b.lr_patch,
+                          "preset": b.preset} for m, b in exp.budgets.items()}})
+    for name in registry.list_datasets():
+        ds = registry.get(name)
+        out["datasets"].append({"name": name, "title": ds.title, "policy": ds.policy, "layout": ds.layout})
+    return out
+
+
 def _cmd_list(args) -> int:
+    if args.json:
+        print(json.dumps(registries(), indent=1, default=repr))
+        return 0
     from . import bench, experiments, models
     from .data import registry
     print("models:")
@@ -78,10 +111,12 @@ def _cmd_replicate(args) -> int:
         res = experiments.run(name, mode=mode, seeds=args.seeds, out=out, device=args.device,
                               progress=not args.no_progress, restart=args.restart)
         print(f"\n{name} ({res['mode']}, {res['device']}, {res['wall_seconds']:.0f} s) -> {out}/results.json")
-        print(f"  bicubic           PSNR {res['baseline']['psnr']:.3f} dB  SSIM {res['baseline']['ssim']:.4f}")
+        print(f"  trained on {res.get('train_data')}; tested on {res.get('test_data')}")
+        print(f"  {res['baseline'].get('arm', 'bicubic'):17s} PSNR {res['baseline']['psnr']:.3f} dB  "
+              f"SSIM {res['baseline']['ssim']:.4f}")
         for r in res["runs"]:
             print(f"  {r['arm']:12s} s{r['seed']}  PSNR {r['psnr']:.3f} dB  SSIM {r['ssim']:.4f}  ({r['params']:,} params)")
-        for v in res["verdicts"]:
+        for v in res["verdicts"]:   # the verdict string itself: it never says more than the seeds show
             print(f"  {v['better']} vs {v['worse']}: {v['delta_psnr']:+.3f} dB -> {v['verdict']}")
     return 0
 
@@ -249,10 +284,30 @@ def _os_error(e: OSError) -> str:
     return what
 
 
+def _cmd_report(args) -> int:
+    from .experiments import report
+    if args.check:
+        want, have = report.results_markdown(args.dir), report.readme_block(args.check)
+        if want != have:
+            print(f"{args.check}'s results block differs from what {args.dir} holds; run "
+                  f"`srlearn report {args.dir} --write-readme {args.check}`", file=sys.stderr)
+            return 1
+        print(f"{args.check}'s results block matches {args.dir}")
+        return 0
+    if args.write_readme:
+        changed = report.write_readme(args.write_readme, args.dir)
+        print(f"{args.write_readme}: results block {'rewritten' if changed else 'already up to date'}")
+        return 0
+    print(report.results_markdown(args.dir))   # --markdown (the default)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="srlearn", description="Learn super-resolution papers by building them.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="models, experiments, benchmarks, datasets").set_defaults(fn=_cmd_list)
+    ls = sub.add_parser("list", help="models, experiments, benchmarks, datasets")
+    ls.add_argument("--json", action="store_true", help="print the registries as JSON (for scripts)")
+    ls.set_defaults(fn=_cmd_list)
     sub.add_parser("doctor", help="what this machine has").set_defaults(fn=_cmd_doctor)
     r = sub.add_parser("replicate", help="run a registered replication (or 'all')")
     r.add_argument("name")
@@ -277,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scale", type=int, required=True)
     e.add_argument("--json", default=None, help="write per-image and mean results to this JSON file")
     e.set_defaults(fn=_cmd_evaluate)
+    rp = sub.add_parser("report", help="the README's results table from DIR/*/results.json (quick mode excluded)")
+    rp.add_argument("dir", help="folder of results (e.g. results/), one sub-folder per experiment")
+    rg = rp.add_mutually_exclusive_group()
+    rg.add_argument("--markdown", action="store_true", help="print the table as Markdown (the default)")
+    rg.add_argument("--write-readme", metavar="README", help="rewrite README's block between "
+                    "<!-- results:start --> and <!-- results:end -->")
+    rg.add_argument("--check", metavar="README", help="exit 1 if README's block differs from DIR")
+    rp.set_defaults(fn=_cmd_report)
     b = sub.add_parser("bench", help="a registered benchmark (speed and memory tables)")
     b.add_argument("name")
     b.add_argument("--device", default="cpu")

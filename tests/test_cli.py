@@ -26,6 +26,30 @@ def test_list_names_models_experiments_benchmarks_datasets(capsys):
     assert "fusion kinds" in out and "concat, skff, sum" in out
 
 
+def test_list_json_parses_and_lists_every_registered_name(capsys):
+    from srlearn import bench, experiments, models
+    from srlearn.data import registry
+    assert run_cli("list", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in doc["models"]] == models.list_models()
+    assert [e["name"] for e in doc["experiments"]] == experiments.list_experiments()
+    assert doc["benchmarks"] == bench.list_benches()
+    assert [d["name"] for d in doc["datasets"]] == registry.list_datasets()
+    edsr = next(m for m in doc["models"] if m["name"] == "edsr")
+    assert set(edsr["presets"]) == set(models.get_spec("edsr").presets)
+    for e in doc["experiments"]:
+        exp = experiments.get_experiment(e["name"])
+        assert [a["name"] for a in e["arms"]] == [a.name for a in exp.arms]
+        assert e["controls"] == [a["name"] for a in e["arms"] if a["control"]]
+        assert set(e["modes"]) == set(exp.budgets) and e["baseline"] == exp.baseline_name
+    by_name = {e["name"]: e for e in doc["experiments"]}
+    # the deliberate controls: a plain stack, a known-bad schedule, an arm without the paper's component
+    assert by_name["srdensenet-variants"]["controls"] == ["plain", "residual"]
+    assert by_name["san-schedule"]["controls"] == ["released-schedule"]
+    assert by_name["ssen-refsr"]["controls"] == ["sisr"]
+    assert by_name["sr-basics"]["controls"] == []
+
+
 def test_doctor_reports_torch_device_and_torchvision(capsys):
     assert run_cli("doctor") == 0
     out = capsys.readouterr().out

@@ -16,14 +16,58 @@ def _rows(arm, values):
 
 def test_verdict_reproduced_within_noise_reversed_and_single_seed():
     c = Comparison("a", "b", "a beats b")
-    assert experiments.verdict(_rows("a", [30.5, 30.6, 30.55]) + _rows("b", [30.0, 30.1, 30.05]), c)["verdict"] == "reproduced"
-    v = experiments.verdict(_rows("a", [30.0, 30.3, 29.9]) + _rows("b", [30.0, 30.2, 29.95]), c)
-    assert v["verdict"] == "within seed noise" and abs(v["delta_psnr"] - (30.0667 - 30.05)) < 1e-3
-    assert experiments.verdict(_rows("a", [29.0, 29.1, 29.05]) + _rows("b", [30.0, 30.1, 30.05]), c)["verdict"].startswith("not reproduced")
-    single = experiments.verdict(_rows("a", [30.2]) + _rows("b", [30.0]), c)
-    assert "no noise estimate" in single["verdict"] and np.isnan(single["stderr"])
+    v = experiments.verdict(_rows("a", [30.5, 30.6, 30.55]) + _rows("b", [30.0, 30.1, 30.05]), c)
+    assert v["verdict"] == "reproduced" and v["tested"] and v["min_detectable"] == 0.05
+    v = experiments.verdict(_rows("a", [30.0, 30.6, 29.9]) + _rows("b", [30.0, 30.2, 29.95]), c)
+    assert v["verdict"] == "within seed noise" and abs(v["delta_psnr"] - (90.5 / 3 - 90.15 / 3)) < 1e-9 and v["tested"]
+    assert experiments.verdict(_rows("a", [29.0, 29.1, 29.05]) + _rows("b", [30.0, 30.1, 30.05]), c)["verdict"] \
+        == "not reproduced (reversed)"
     with pytest.raises(ValueError, match="no results"):
         experiments.verdict(_rows("a", [1.0]), Comparison("a", "zzz"))
+
+
+def test_verdict_one_seed_gives_no_verdict_whatever_the_gap():
+    c = Comparison("a", "b", "a beats b")
+    for a, b in ((35.0, 30.0), (30.0, 35.0), (30.0, 30.001)):
+        single = experiments.verdict(_rows("a", [a]) + _rows("b", [b]), c, baseline=None)
+        assert single["verdict"] == "1 seed: no noise estimate, no verdict" and not single["tested"]
+        assert np.isnan(single["stderr"]) and single["delta_psnr"] == pytest.approx(a - b)
+    # one arm with three seeds and one with one: still no noise estimate for the difference
+    assert experiments.verdict(_rows("a", [31, 31.1, 31.2]) + _rows("b", [30.0]), c)["verdict"].startswith("1 seed")
+
+
+def test_verdict_below_the_minimum_detectable_difference_is_no_measurable_difference():
+    c = Comparison("a", "b", "a beats b")
+    # a 0.03 dB gap with almost no seed noise would pass the seed test; it is below the default 0.05 dB
+    rows = _rows("a", [30.030, 30.031, 30.029]) + _rows("b", [30.000, 30.001, 29.999])
+    v = experiments.verdict(rows, c)
+    assert v["verdict"] == "no measurable difference" and not v["tested"]
+    # the experiment's own threshold decides: with 0.01 dB the same gap is tested and reproduced
+    assert experiments.verdict(rows, c, min_detectable=0.01)["verdict"] == "reproduced"
+    assert experiments.verdict(rows[3:] + rows[:3], Comparison("b", "a"), min_detectable=0.01)["verdict"] \
+        == "not reproduced (reversed)"
+    with pytest.raises(ValueError, match="min_detectable"):
+        experiments.verdict(rows, c, min_detectable=-1)
+    assert Experiment("x", "x", 2, [], {}).min_detectable_db == 0.05
+
+
+def test_verdict_is_not_testable_when_neither_arm_beats_the_baseline():
+    c = Comparison("a", "b", "a beats b")
+    rows = _rows("a", [29.0, 29.1, 29.05]) + _rows("b", [28.0, 28.1, 28.05]) + _rows("bicubic", [30.0] * 3)
+    v = experiments.verdict(rows, c, baseline="bicubic")
+    assert v["verdict"] == "not testable: neither arm beats bicubic" and not v["tested"]
+    # the baseline's name comes from the experiment
+    renamed = [{**r, "arm": "noisy input"} if r["arm"] == "bicubic" else r for r in rows]
+    assert experiments.verdict(renamed, c, baseline="noisy input")["verdict"] == \
+        "not testable: neither arm beats noisy input"
+    # one arm above the baseline: the seed test runs
+    above = _rows("a", [31.0, 31.1, 31.05]) + rows[3:]
+    assert experiments.verdict(above, c, baseline="bicubic")["verdict"] == "reproduced"
+    # a comparison with the baseline itself is always tested
+    assert experiments.verdict(rows, Comparison("a", "bicubic"), baseline="bicubic")["verdict"] == \
+        "not reproduced (reversed)"
+    with pytest.raises(ValueError, match="baseline 'zzz' has no rows"):
+        experiments.verdict(rows, c, baseline="zzz")
 
 
 def _micro(name="micro-test"):
@@ -68,7 +112,9 @@ def test_run_writes_results_report_and_checkpoints(micro, tmp_path):
     assert abs(on_disk["baseline"]["psnr"] - psnr(bic, hr, crop=2)) < 1e-9
     assert {v["claim"] for v in on_disk["verdicts"]} == {"deeper is better", "beats bicubic"}
     report = (tmp_path / "report.md").read_text()
-    assert "edsr-tiny2" in report and "bicubic" in report and "Verdicts" in report and "no noise estimate" in report
+    assert "edsr-tiny2" in report and "bicubic" in report and "Verdicts" in report
+    verdict_rows = [line for line in report.splitlines() if line.startswith("| deeper is better")]
+    assert len(verdict_rows) == 1 and verdict_rows[0].endswith("| 1 seed: no noise estimate, no verdict |")
     assert res["runs"][0]["psnr"] == on_disk["runs"][0]["psnr"]
 
 

@@ -377,3 +377,41 @@ def test_explorer_redraws_when_a_control_moves():
         Explorer(draw, row="wide")
     with pytest.raises(TypeError, match="Figure or PNG bytes"):
         Explorer(lambda row: 3, row=(0, 1))
+
+
+def test_results_table_caption_names_the_data():
+    table = viz.results_table(ROWS, protocol="Y, shave 2", data="trained on DIV2K HR; tested on Set5, Set14")
+    md = table.to_markdown()
+    assert md.splitlines()[-1] == ("*Protocol: Y, shave 2. Trained on DIV2K HR; tested on Set5, Set14. "
+                                   "Mean ± sample std over seeds (n per row).*")
+    assert "Trained on DIV2K HR" in table._repr_html_()
+    assert "Trained on" not in viz.results_table(ROWS, protocol="Y").to_markdown()
+
+
+def test_verdict_table_prints_the_verdict_strings_and_the_rules():
+    from srlearn.experiments import Comparison, verdict
+    rows = [{"arm": a, "seed": s, "psnr": p} for a, ps in (("a", [31.0, 31.1, 31.2]), ("b", [30.0, 30.1, 30.2]),
+                                                            ("bicubic", [30.5] * 3)) for s, p in enumerate(ps)]
+    vs = [verdict(rows, Comparison("a", "b", "a | b"), baseline="bicubic", min_detectable=0.07),
+          verdict(rows[:1] + rows[3:4], Comparison("a", "b", "one seed"))]
+    table = viz.verdict_table(vs, baseline="bicubic", data="tested on Set5")
+    md = table.to_markdown()
+    assert "| a \\| b | a | b | +1.000 | 0.082 | 3/3 | reproduced |" in md
+    assert "| one seed | a | b | +1.000 | — | 1/1 | 1 seed: no noise estimate, no verdict |" in md
+    assert "minimum detectable difference (0.07 dB)" not in md     # two thresholds given: not one to state
+    single = viz.verdict_table(vs[:1], baseline="bicubic").to_markdown()
+    assert "minimum detectable difference (0.07 dB)" in single and "below bicubic are not testable" in single
+    assert "Tested on Set5." in md and "<caption>" in table._repr_html_()
+    assert viz.verdict_table([]).to_markdown() == "(no comparisons registered)"
+    with pytest.raises(ValueError, match="lacks"):
+        viz.verdict_table([{"better": "a"}])
+
+
+def test_tables_from_results_rows_name_the_data_without_being_told():
+    from srlearn.experiments.report import results_rows
+    res = {"baseline": {"arm": "bicubic", "psnr": 30.0, "ssim": 0.9}, "train_data": "DIV2K train HR (800 images)",
+           "test_data": "Set5", "runs": [{"arm": "a", "seed": 0, "psnr": 31.0, "ssim": 0.91, "params": 5}]}
+    md = viz.results_table(results_rows(res), protocol="Y").to_markdown()
+    assert "Trained on DIV2K train HR (800 images); tested on Set5." in md
+    older = {k: v for k, v in res.items() if k not in ("train_data", "test_data")}   # results.json before the keys
+    assert "data not recorded" in viz.results_table(results_rows(older), protocol="Y").to_markdown()

@@ -9,4 +9,6 @@ from .resize import cubic, fast_bicubic_down, imresize, imresize_torch, output_s
 from .refpairs import (LEVEL_NAMES, LEVELS, RefPairDataset, cufed5_pairs, fit_reference, make_reference,
                        pil_bicubic_down, reference_pairs)
 from .noise import NoisyPatchDataset, add_gaussian_noise, noisy_validation_pairs
+from .field import (BENCHMARK_SETS, HRPatchDataset, benchmark_dir, benchmark_pairs, benchmark_sets,
+                    div2k_train_dir, div2k_train_images)
 from . import registry  # noqa: E402,F401  (datasets: fetch with checksums, safe extraction, layouts)

@@ -310,7 +310,8 @@ _VALID = ("stereo_motorcycle", "texture:stripes:1", "texture:glyphs:1")
 def list_images(split: str = "train") -> list[str]:
     """Names of the offline images: ``"train"`` (8 scikit-image samples, matplotlib's grace_hopper and one
     texture of each kind), ``"valid"`` (held out: skimage's stereo_motorcycle and two textures of other
-    seeds) or ``"all"``. Any ``"texture:KIND:SEED"`` name also works with ``get_image``."""
+    seeds) or ``"all"``. Any ``"texture:KIND:SEED"`` name (256², or ``"texture:KIND:SEED:SIZE"``) also works
+    with ``get_image``."""
     if split == "train":
         return list(_TRAIN)
     if split == "valid":
@@ -324,10 +325,10 @@ def list_images(split: str = "train") -> list[str]:
 def _load(name: str) -> np.ndarray:
     if name.startswith("texture:"):
         parts = name.split(":")
-        if len(parts) != 3 or not parts[2].isdigit():
-            raise ValueError(f"texture names look like 'texture:KIND:SEED' (e.g. 'texture:stripes:0'), "
-                             f"got {name!r}")
-        img = texture(parts[1], seed=int(parts[2]))
+        if len(parts) not in (3, 4) or not all(p.isdigit() for p in parts[2:]):
+            raise ValueError(f"texture names look like 'texture:KIND:SEED' or 'texture:KIND:SEED:SIZE' (e.g. "
+                             f"'texture:stripes:0', 'texture:stripes:1:512'; size 256 by default), got {name!r}")
+        img = texture(parts[1], size=int(parts[3]) if len(parts) == 4 else 256, seed=int(parts[2]))
     elif name == "grace_hopper":
         from matplotlib import cbook
         img = load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))

@@ -48,7 +48,8 @@ from .. import _files
 from ..registry import Registry
 
 __all__ = ["Dataset", "DATASETS", "ChecksumError", "DownloadError", "ManualDownloadRequired", "list_datasets", "get",
-           "cache_dir", "fetch", "verify_file", "safe_extract", "register_local", "pair_div2k", "pair_cufed5"]
+           "cache_dir", "fetch", "local_copy", "verify_file", "safe_extract", "register_local", "pair_div2k",
+           "pair_cufed5"]
 
 log = logging.getLogger(__name__)
 _PNG = ".png"
@@ -566,6 +567,27 @@ def fetch(name: str, *, progressbar: bool = True, allow_unverified: bool = False
         if not extracted.is_dir():  # a concurrent fetch finished first: use its tree
             raise
     return _content(ds, extracted)
+
+
+def local_copy(name: str) -> Path | None:
+    """The folder :func:`fetch` would return for ``name`` if it is already on this machine, else None.
+
+    Never touches the network and never extracts: a :func:`register_local` copy, a manual copy in
+    ``<cache>/<name>/``, or an already extracted download. Without ``$SRLEARN_DATA`` and without pooch (a
+    bare GPU machine) there is no cache to look in: None.
+    """
+    ds = get(name)
+    if ds.name in _LOCAL:
+        return _LOCAL[ds.name]
+    try:
+        folder = cache_dir() / ds.name
+    except ImportError:
+        return None
+    if ds.policy in ("manual", "never"):
+        return _find_manual(ds, folder)
+    extracted = folder / "extracted"
+    path = extracted / ds.content if ds.content else extracted
+    return path if path.is_dir() and any(path.glob(ds.check)) else None
 
 
 # ------------------------------------------------------------------------------------------------- layouts

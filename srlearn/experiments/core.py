@@ -18,6 +18,7 @@ seconds, not hours. A ``DIR/results.json`` of another experiment is never overwr
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -25,6 +26,7 @@ import os
 import platform
 import subprocess
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,6 +36,7 @@ import torch
 
 from .. import _env, _files
 from ..data import PairedPatchDataset, list_images, to_tensor, to_uint8, validation_pairs
+from ..data import field as _field
 from ..metrics import protocol, psnr, ssim
 from ..models import build
 from ..nn import count_parameters
@@ -42,6 +45,11 @@ from ..train import TrainConfig, check_identity, load_checkpoint, run_identity, 
 from ..train.checkpoint import CheckpointMismatch
 
 RESULTS_VERSION = 1
+#: Default minimum detectable difference of an experiment, in dB of PSNR (``Experiment.min_detectable_db``).
+MIN_DETECTABLE_DB = 0.05
+#: The verdict when a comparison has one run per arm: there is no seed-noise estimate to test against.
+ONE_SEED = "1 seed: no noise estimate, no verdict"
+NO_DIFFERENCE = "no measurable difference"
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Arm:
     preset: str = "mini"
     overrides: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)  # TrainConfig overrides for this arm only
+    control: bool = False   # a deliberate control (e.g. a plain stack, a known-bad schedule), not a proposal
 
 
 @dataclass
@@ -66,6 +75,7 @@ class Budget:
     train: dict = field(default_factory=dict)  # TrainConfig fields shared by all arms in this mode
     preset: str | None = None   # build every arm from this preset in this mode (None: the arm's own)
     overrides: dict = field(default_factory=dict)  # arm name -> model overrides in this mode only
+    max_train_images: int | None = None   # full mode on DIV2K: use only the first N training images (None: all)
 
 
 @dataclass
@@ -86,6 +96,15 @@ class Experiment:
     * ``baseline_model(exp)`` -> the parameter-free model every table starts with (default: bicubic);
       ``baseline_name`` names its row.
     Evaluation always runs the model on each validation item and scores it with the protocol.
+
+    The field's data (``field_data=True``: single-image SR experiments opt in): in ``full`` mode the training data
+    is DIV2K's 800 HR images and the default test data Set5, Set14, B100 and Urban100 (whole images), when
+    they are on this machine (:mod:`srlearn.data.field`: ``SRLEARN_DIV2K``, ``SRLEARN_BENCHMARK`` or the
+    registry's cache); otherwise, and in ``quick`` mode, the offline images, and ``results.json`` says
+    which (``train_data``, ``test_data``). A ``make_train_data`` hook of such an experiment must get its
+    patches from :func:`sr_train_data` (e.g. wrapped as Y planes); ``train_data_desc`` / ``test_data_desc``
+    describe the data of the hooks of other experiments. ``published`` holds the papers' figures per arm and
+    test set (text with the source tag), shown beside ours in the per-set tables.
     """
     name: str
     description: str
@@ -102,6 +121,14 @@ class Experiment:
     crop: int | None = None   # border shaved before scoring; None: the scale (the SR protocol)
     y_only: bool = True       # score the BT.601 Y channel (SR papers) or all RGB channels (denoising papers)
     protocol: str | None = None   # the protocol string of the results; None: srlearn.metrics.protocol(scale)
+    #: The smallest PSNR difference (dB) this experiment claims to detect: a gap between two arms' means
+    #: below it is "no measurable difference" whatever the seeds say (see :func:`verdict`). 0.05 dB by
+    #: default: the size of SAN's margins over RCAN (papers.md §1.9) and of typical seed spreads.
+    min_detectable_db: float = MIN_DETECTABLE_DB
+    field_data: bool = False  # single-image SR: DIV2K / Set5, Set14, B100, Urban100 in full mode when available
+    train_data_desc: str | None = None   # what a make_train_data hook trains on (for results.json and captions)
+    test_data_desc: str | None = None    # what a make_val_data hook tests on
+    published: dict = field(default_factory=dict)   # arm -> {test set -> "figure [source tag]"}
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -250,9 +277,7 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
     if exp.make_train_data is not None:
         data = exp.make_train_data(exp, budget, seed)
     else:
-        names = train_images if train_images is not None else list_images(exp.train_images)
-        data = PairedPatchDataset(names, scale=exp.scale, lr_patch=budget.lr_patch,
-                                  length=budget.steps * budget.batch_size, seed=seed)
+        data = sr_train_data(exp, budget, seed, train_images)
     pairs = val_pairs if val_pairs is not None else _val_data(exp, budget)
     t0 = time.perf_counter()
     history = None
@@ -279,9 +304,84 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
             "train_seconds": time.perf_counter() - t0, "history": history}
 
 
+OFFLINE_TRAIN = "the offline images (8 scikit-image samples, matplotlib's grace_hopper, 6 procedural textures)"
+OFFLINE_TEST = "the offline held-out images (stereo_motorcycle, texture:stripes:1, texture:glyphs:1)"
+
+
+def mode_of(exp: Experiment, budget: Budget) -> str | None:
+    """The mode whose budget ``budget`` is (by identity), or None for a budget of one's own."""
+    return next((m for m, b in exp.budgets.items() if b is budget), None)
+
+
+def data_sources(exp: Experiment, mode: str | None, budget: Budget | None = None) -> dict:
+    """What ``exp`` trains and tests on in ``mode``: ``{"train_paths": [DIV2K PNGs] | None, "test_root":
+    benchmark folder | None, "test_sets": [...], "train_data": text, "test_data": text}``.
+
+    The field's data only for ``field_data`` experiments in full mode, and only when on this machine; a
+    full-mode run without it warns and names the variable that would supply it. Never downloads.
+    """
+    budget = budget or exp.budgets.get(mode or "")
+    use_field = bool(exp.field_data and mode == "full")
+    out = {"train_paths": None, "test_root": None, "test_sets": []}
+    if exp.make_train_data is not None and not exp.field_data:   # the hook's own data
+        out["train_data"] = exp.train_data_desc or "the experiment's own training data (make_train_data)"
+    elif use_field and (div2k := _field.div2k_train_dir()) is not None:
+        limit = budget.max_train_images if budget is not None else None
+        out["train_paths"] = _field.div2k_train_images(div2k, limit)
+        out["train_data"] = (f"DIV2K train HR ({len(out['train_paths'])} images; LR patches by MATLAB bicubic "
+                             f"×{exp.scale})")
+    else:
+        out["train_data"] = OFFLINE_TRAIN
+        if use_field:
+            out["train_data"] += " — no DIV2K here (set SRLEARN_DIV2K=DIR)"
+            warnings.warn(f"{exp.name}: full mode without DIV2K: training on {OFFLINE_TRAIN}; set SRLEARN_DIV2K=DIR "
+                          f"(DIR/DIV2K_train_HR/0001.png ...) to train on the field's data", stacklevel=3)
+    if exp.make_val_data is not None:
+        out["test_data"] = exp.test_data_desc or "the experiment's own held-out data (make_val_data)"
+    elif use_field and (bench := _field.benchmark_dir()) is not None and _field.benchmark_sets(bench):
+        out["test_root"], out["test_sets"] = bench, _field.benchmark_sets(bench)
+        out["test_data"] = (f"{', '.join(out['test_sets'])} (whole images; LR by MATLAB uint8 bicubic "
+                            f"×{exp.scale})")
+    else:
+        out["test_data"] = OFFLINE_TEST
+        if use_field:
+            out["test_data"] += " — no benchmark sets here (set SRLEARN_BENCHMARK=DIR)"
+            warnings.warn(f"{exp.name}: full mode without the benchmark sets: testing on {OFFLINE_TEST}; set "
+                          f"SRLEARN_BENCHMARK=DIR (DIR/Set5/HR/baby.png ...) to test on Set5/Set14/B100/Urban100",
+                          stacklevel=3)
+    return out
+
+
+def sr_train_data(exp: Experiment, budget: Budget, seed: int, names=None):
+    """Single-image SR training patches for one seed: DIV2K HR patches in full mode when DIV2K is here
+    (:class:`srlearn.data.HRPatchDataset`), else the offline images (``names``, default
+    ``list_images(exp.train_images)``). Items are RGB ``(lr, hr)`` float tensors, a pure function of (seed, i)."""
+    length = budget.steps * budget.batch_size
+    with warnings.catch_warnings():   # run() already warned once about a missing DIV2K
+        warnings.simplefilter("ignore")
+        src = data_sources(exp, mode_of(exp, budget), budget)
+    if src["train_paths"]:
+        return _field.HRPatchDataset(src["train_paths"], exp.scale, lr_patch=budget.lr_patch, length=length,
+                                         seed=seed)
+    names = tuple(names if names is not None else list_images(exp.train_images))
+    if all(isinstance(n, str) for n in names):   # one dataset (LR made once) serves every arm of a seed
+        return _offline_patches(names, exp.scale, budget.lr_patch, length, seed)
+    return PairedPatchDataset(list(names), scale=exp.scale, lr_patch=budget.lr_patch, length=length, seed=seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _offline_patches(names: tuple, scale: int, lr_patch: int, length: int, seed: int) -> PairedPatchDataset:
+    return PairedPatchDataset(list(names), scale=scale, lr_patch=lr_patch, length=length, seed=seed)
+
+
 def _val_data(exp: Experiment, budget: Budget) -> list:
     if exp.make_val_data is not None:
         return exp.make_val_data(exp, budget)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = data_sources(exp, mode_of(exp, budget), budget)
+    if src["test_root"] is not None:   # the protocol scores whole images: val_max_size does not apply
+        return _field.benchmark_pairs(exp.scale, src["test_root"], src["test_sets"])
     return validation_pairs(exp.scale, max_size=budget.val_max_size)
 
 
@@ -289,29 +389,54 @@ def _baseline_model(exp: Experiment) -> torch.nn.Module:
     return exp.baseline_model(exp) if exp.baseline_model is not None else build("bicubic", scale=exp.scale)
 
 
-def verdict(rows: list[dict], comparison: Comparison) -> dict:
-    """Compare two arms over seeds: the paper's direction reproduced, not reproduced, or within noise.
+def verdict(rows: list[dict], comparison: Comparison, baseline: str | None = None,
+            min_detectable: float = MIN_DETECTABLE_DB) -> dict:
+    """Compare two arms over seeds, never saying more than the runs show. In this order:
 
-    The noise is the standard error of the difference of means (sample std over seeds); a gap within
-    two standard errors is "within seed noise". With one seed there is no noise estimate and the
-    verdict says so.
+    1. fewer than two runs of either arm: ``"1 seed: no noise estimate, no verdict"``;
+    2. ``|Δ| < min_detectable`` (the experiment's minimum detectable difference, dB): ``"no measurable
+       difference"``;
+    3. ``baseline`` given (the name of the baseline's rows, e.g. ``"bicubic"``), neither arm is the
+       baseline and both arms' means are below it: ``"not testable: neither arm beats BASELINE"`` — two
+       networks that have not learned the task say nothing about the paper's claim;
+    4. the seed-noise test: the standard error of the difference of means (sample std over seeds); a
+       gap within two standard errors is ``"within seed noise"``, otherwise ``"reproduced"`` (the
+       claimed direction) or ``"not reproduced (reversed)"``.
+
+    Returns the claim, ``delta_psnr`` (better − worse), ``stderr`` (nan with one seed), ``n``,
+    ``min_detectable``, ``tested`` (True only when step 4 ran) and ``verdict``.
     """
     a = np.array([r["psnr"] for r in rows if r["arm"] == comparison.better], dtype=float)
     b = np.array([r["psnr"] for r in rows if r["arm"] == comparison.worse], dtype=float)
     if len(a) == 0 or len(b) == 0:
         raise ValueError(f"comparison {comparison} names an arm with no results")
+    if not (isinstance(min_detectable, (int, float)) and min_detectable >= 0):
+        raise ValueError(f"min_detectable must be a number of dB >= 0, got {min_detectable!r}")
     diff = float(a.mean() - b.mean())
-    if len(a) > 1 and len(b) > 1:
-        se = float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+    se = (float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))) if len(a) > 1 and len(b) > 1
+          else float("nan"))
+    tested = False
+    base = None
+    if baseline is not None and baseline not in (comparison.better, comparison.worse):
+        base_values = [r["psnr"] for r in rows if r["arm"] == baseline]
+        if not base_values:
+            raise ValueError(f"baseline {baseline!r} has no rows; pass its rows or baseline=None")
+        base = float(np.mean(base_values))
+    if math.isnan(se):
+        word = ONE_SEED
+    elif abs(diff) < min_detectable:
+        word = NO_DIFFERENCE
+    elif base is not None and a.mean() < base and b.mean() < base:
+        word = f"not testable: neither arm beats {baseline}"
+    else:
+        tested = True
         if abs(diff) <= 2 * se:
             word = "within seed noise"
         else:
             word = "reproduced" if diff > 0 else "not reproduced (reversed)"
-    else:
-        se = float("nan")
-        word = ("direction reproduced" if diff > 0 else "direction not reproduced") + " (1 seed: no noise estimate)"
     return {"better": comparison.better, "worse": comparison.worse, "claim": comparison.claim,
-            "delta_psnr": diff, "stderr": se, "n": [int(len(a)), int(len(b))], "verdict": word}
+            "delta_psnr": diff, "stderr": se, "n": [int(len(a)), int(len(b))],
+            "min_detectable": float(min_detectable), "tested": tested, "verdict": word}
 
 
 def _prepare_out(out_dir: Path) -> None:
@@ -377,6 +502,7 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
                 for seed in range(n_seeds):
                     check_arm_checkpoint(exp, arm, seed, mode, out_dir, dev)
     t0 = time.perf_counter()
+    sources = data_sources(exp, mode, budget)   # warns once when full mode falls back to the offline images
     pairs = _val_data(exp, budget)
     train_names = list_images(exp.train_images) if exp.make_train_data is None else None
     baseline = evaluate_model(_baseline_model(exp), pairs, exp.scale, torch.device("cpu"), crop=exp.crop,
@@ -392,10 +518,14 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
         "device": device_name(dev), "torch": torch.__version__, "commit": _commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "protocol": exp.protocol or protocol(exp.scale, y_only=exp.y_only), "validation_images": [p[0] for p in pairs],
+        "min_detectable_db": exp.min_detectable_db,
+        "train_data": sources["train_data"], "test_data": sources["test_data"], "test_sets": sources["test_sets"],
+        "published": exp.published,
         "baseline": {"arm": exp.baseline_name, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
                      "images": baseline["images"]},
         "runs": rows,
-        "verdicts": [verdict(rows + base_rows, c) for c in exp.comparisons
+        "verdicts": [verdict(rows + base_rows, c, baseline=exp.baseline_name, min_detectable=exp.min_detectable_db)
+                     for c in exp.comparisons
                      if {c.better, c.worse} <= {r["arm"] for r in rows + base_rows}],
     }
     results["wall_seconds"] = time.perf_counter() - t0

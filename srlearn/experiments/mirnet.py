@@ -30,14 +30,14 @@ checks; the paper's ablation numbers are not verified (papers.md §3.6 [X]), so 
 """
 from __future__ import annotations
 
-import functools
 
 import torch
 from torch import nn
 
-from ..data import PairedPatchDataset, list_images
+from ..data import list_images
 from ..data.noise import NoisyPatchDataset, noisy_validation_pairs
-from .core import Arm, Budget, Comparison, Experiment, register_experiment
+from .core import Arm, Budget, Comparison, Experiment, register_experiment, sr_train_data
+from .published import figures
 
 SIGMA = 25.0
 PRESET = "tiny"
@@ -66,18 +66,13 @@ def _denoise_val(exp: Experiment, budget: Budget):
     return noisy_validation_pairs(SIGMA, max_size=budget.val_max_size)
 
 
-@functools.lru_cache(maxsize=4)
-def _sr_patches(scale: int, lr_patch: int, length: int, seed: int) -> PairedPatchDataset:
-    # items are a pure function of (seed, i): one dataset serves every arm of a seed
-    return PairedPatchDataset(list_images("train"), scale=scale, lr_patch=lr_patch, length=length, seed=seed)
-
-
 def _sr_train(exp: Experiment, budget: Budget, seed: int):
-    return _sr_patches(exp.scale, budget.lr_patch, budget.steps * budget.batch_size, seed)
+    # DIV2K patches in full mode when DIV2K is here, else the offline images (one dataset per seed, cached)
+    return sr_train_data(exp, budget, seed, list_images("train"))
 
 
 def _fusion_arms() -> list[Arm]:
-    return [Arm(kind, "mirnet", PRESET, {"fusion": kind}) for kind in ("skff", "sum", "concat")]
+    return [Arm(kind, "mirnet", PRESET, {"fusion": kind}, control=kind == "sum") for kind in ("skff", "sum", "concat")]
 
 
 _FUSION_CLAIMS = [Comparison("skff", "sum", "SKFF fusion beats plain summation (paper: SKFF ≳ concat ≳ sum)"),
@@ -89,8 +84,8 @@ MIRNET_FUSION = register_experiment(Experiment(
     description=(f"MIRNet (tiny preset) for colour Gaussian denoising, σ = {SIGMA:g}: SKFF vs sum vs concat fusion, "
                  "and three streams vs one (same width, and widened to the same parameter count)."),
     scale=1,
-    arms=_fusion_arms() + [Arm("height1", "mirnet", PRESET, {"height": 1}),
-                           Arm("height1-wide", "mirnet", PRESET, {"height": 1, "n_feat": WIDE_N_FEAT})],
+    arms=_fusion_arms() + [Arm("height1", "mirnet", PRESET, {"height": 1}, control=True),
+                           Arm("height1-wide", "mirnet", PRESET, {"height": 1, "n_feat": WIDE_N_FEAT}, control=True)],
     budgets={
         "quick": Budget(steps=40, batch_size=8, lr_patch=32, seeds=1, val_every=20, val_max_size=128,
                         train={**_COMMON_TRAIN, "lr": 5e-3, "warmup_steps": 4}),
@@ -112,6 +107,9 @@ MIRNET_FUSION = register_experiment(Experiment(
     crop=0,
     y_only=False,
     protocol=f"RGB/shave=0/uint8/AWGN-sigma{SIGMA:g}-clipped",
+    # a denoising task (field_data False): its own noisy patches and held-out images in both modes
+    train_data_desc=f"noisy patches (σ = {SIGMA:g}) of the offline images",
+    test_data_desc=f"the offline held-out images with noise σ = {SIGMA:g}",
 ))
 
 MIRNET_FUSION_SR = register_experiment(Experiment(
@@ -119,7 +117,8 @@ MIRNET_FUSION_SR = register_experiment(Experiment(
     description=("MIRNet (tiny preset) for bicubic ×2 super-resolution on a bicubic-enlarged input (MIRNet has no "
                  "up-sampler): SKFF vs sum vs concat fusion."),
     scale=2,
-    arms=[Arm(a.name, a.model, a.preset, {**a.overrides, "upsampler": "bicubic"}) for a in _fusion_arms()],
+    arms=[Arm(a.name, a.model, a.preset, {**a.overrides, "upsampler": "bicubic"}, control=a.control)
+          for a in _fusion_arms()],
     budgets={
         "quick": Budget(steps=40, batch_size=8, lr_patch=16, seeds=1, val_every=20, val_max_size=128,
                         train={**_COMMON_TRAIN, "lr": 5e-3, "warmup_steps": 4}),
@@ -129,4 +128,6 @@ MIRNET_FUSION_SR = register_experiment(Experiment(
     comparisons=[Comparison("skff", "bicubic", "a trained MIRNet beats bicubic interpolation"), *_FUSION_CLAIMS],
     notebook="notebooks/04_mirnet_skff_dau.ipynb",
     make_train_data=_sr_train,
+    published=figures(2),   # bicubic only: MIRNet publishes no bicubic-SR figures on these sets
+    field_data=True,
 ))

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..train import TrainConfig, lr_factor
 from .core import Arm, Budget, Comparison, Experiment, register_experiment
+from .published import SAN_X2, figures
 
 #: Adam betas of SAN's code and paper [papers.md §1.8] (RCAN's code uses 0.999).
 SAN_BETAS = (0.9, 0.99)
@@ -100,7 +101,7 @@ SAN_ATTENTION = register_experiment(Experiment(
     description="SAN: no channel attention vs first-order (SE, RCAN's CA) vs second-order (SOCA) at each "
                 "LSRAG's tail, same model, data, budget and seeds (×2).",
     scale=2,
-    arms=[Arm(kind, "san", "mini", {"attention": kind}) for kind in ("none", "se", "soca")],
+    arms=[Arm(kind, "san", "mini", {"attention": kind}, control=kind == "none") for kind in ("none", "se", "soca")],
     budgets=_budgets(100, 12_000, _COSINE_QUICK, _COSINE_FULL),
     comparisons=[
         Comparison("soca", "se", "second-order attention beats first-order (SAN's ablation, as recalled; unverified)"),
@@ -109,6 +110,8 @@ SAN_ATTENTION = register_experiment(Experiment(
         Comparison("soca", "bicubic", "SAN beats bicubic"),
     ],
     notebook="notebooks/01_san_se_vs_soca.ipynb",
+    published=figures(2, {"soca": SAN_X2}),
+    field_data=True,
 ))
 
 SAN_ABLATION = register_experiment(Experiment(
@@ -119,7 +122,7 @@ SAN_ABLATION = register_experiment(Experiment(
     arms=[Arm("rlnl+ssc", "san", "mini", {"non_local": True, "share_source": True}),
           Arm("rlnl", "san", "mini", {"non_local": True, "share_source": False}),
           Arm("ssc", "san", "mini", {"non_local": False, "share_source": True}),
-          Arm("neither", "san", "mini", {"non_local": False, "share_source": False})],
+          Arm("neither", "san", "mini", {"non_local": False, "share_source": False}, control=True)],
     budgets=_budgets(80, 9_000, _COSINE_QUICK, _COSINE_FULL),
     comparisons=[
         Comparison("rlnl+ssc", "ssc", "RL-NL helps (with SSC)"),
@@ -129,6 +132,8 @@ SAN_ABLATION = register_experiment(Experiment(
         Comparison("rlnl+ssc", "bicubic", "SAN beats bicubic"),
     ],
     notebook="notebooks/02_san_nonlocal_ssrg.ipynb",
+    published=figures(2, {"rlnl+ssc": SAN_X2}),
+    field_data=True,
 ))
 
 # The schedule pitfall. Full mode runs the real iteration counts: 20,000 iterations at lr 1e-4 with the released
@@ -147,7 +152,7 @@ SAN_SCHEDULE = register_experiment(Experiment(
                 "iterations) vs the paper's (halved every 200 epochs: constant within this budget) (×2).",
     scale=2,
     arms=[Arm("paper-schedule", "san", "mini", train={"schedule": "none"}),
-          Arm("released-schedule", "san", "mini", train={"schedule": "step", "gamma": RELEASED_GAMMA})],
+          Arm("released-schedule", "san", "mini", train={"schedule": "step", "gamma": RELEASED_GAMMA}, control=True)],
     budgets={
         "quick": Budget(steps=SCHEDULE_QUICK_STEPS, batch_size=8, lr_patch=16, seeds=1, val_every=SCHEDULE_QUICK_EVERY,
                         val_max_size=96, train={"betas": SAN_BETAS, "lr": 2e-3,
@@ -162,6 +167,8 @@ SAN_SCHEDULE = register_experiment(Experiment(
         Comparison("paper-schedule", "bicubic", "SAN beats bicubic"),
     ],
     notebook="notebooks/02_san_nonlocal_ssrg.ipynb",
+    published=figures(2, {"paper-schedule": SAN_X2}),
+    field_data=True,
 ))
 
 

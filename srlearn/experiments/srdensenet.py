@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
-from ..data import PairedPatchDataset, list_images
 from ..models.ycbcr import rgb_to_luma
-from .core import Arm, Budget, Comparison, Experiment, register_experiment
+from .core import Arm, Budget, Comparison, Experiment, register_experiment, sr_train_data
+from .published import SRDENSENET_ALL_X4, figures
 
 __all__ = ["YPatches", "make_y_train_data", "ARMS", "SRDENSENET_VARIANTS"]
 
@@ -52,18 +52,17 @@ class YPatches(Dataset):
 
 
 def make_y_train_data(exp: Experiment, budget: Budget, seed: int) -> YPatches:
-    """The experiment's training set: random aligned patches of the offline training images, as Y planes."""
-    rgb = PairedPatchDataset(list_images(exp.train_images), scale=exp.scale, lr_patch=budget.lr_patch,
-                             length=budget.steps * budget.batch_size, seed=seed)
-    return YPatches(rgb)
+    """The experiment's training set as Y planes: random aligned patches of DIV2K in full mode when it is on
+    this machine, else of the offline training images (:func:`srlearn.experiments.core.sr_train_data`)."""
+    return YPatches(sr_train_data(exp, budget, seed))
 
 
 ARMS = [
-    Arm("plain", "srdensenet", "mini", {"connectivity": "plain"}),
+    Arm("plain", "srdensenet", "mini", {"connectivity": "plain"}, control=True),   # no skips at all
     Arm("h", "srdensenet", "mini", {"connectivity": "h"}),
     Arm("hl", "srdensenet", "mini", {"connectivity": "hl"}),
     Arm("all", "srdensenet", "mini", {"connectivity": "all"}),
-    Arm("residual", "residual-sr", "mini"),
+    Arm("residual", "residual-sr", "mini", control=True),   # not the paper's: a matched-size ResNet
 ]
 
 
@@ -88,4 +87,6 @@ SRDENSENET_VARIANTS = register_experiment(Experiment(
     ],
     notebook="notebooks/03_srdensenet_dense_vs_residual.ipynb",
     make_train_data=make_y_train_data,
+    published=figures(4, {"all": SRDENSENET_ALL_X4}),
+    field_data=True,
 ))

@@ -4,7 +4,8 @@
   feature maps, attention weights, fusion weights and deformable offsets).
 - ``show_images``, ``compare_sr``, ``feature_grid``, ``plot_history``: matplotlib figures, built
   without pyplot (display one by making it a cell's last expression; save with ``fig.savefig``).
-- ``summarise``, ``results_table``: mean ± std over seeds per arm, with the bicubic baseline and Δ.
+- ``summarise``, ``results_table``: mean ± std over seeds per arm, with the bicubic baseline and Δ;
+  ``verdict_table``: the verdicts with the rules they follow.
 - ``FeatureExplorer``: a layer dropdown × channel slider over a model's feature maps; ``Explorer``: any
   figure function behind sliders and dropdowns (the notebooks' look-inside explorers).
 
@@ -12,8 +13,9 @@
 """
 from .hooks import UnknownModuleError, capture
 from .plots import compare_sr, feature_grid, plot_history, show_images
-from .tables import ResultsTable, results_table, summarise
+from .tables import ResultsTable, VerdictTable, results_table, summarise, verdict_table
 from .widgets import Explorer, FeatureExplorer
 
 __all__ = ["capture", "UnknownModuleError", "show_images", "compare_sr", "feature_grid", "plot_history",
-           "summarise", "results_table", "ResultsTable", "FeatureExplorer", "Explorer"]
+           "summarise", "results_table", "ResultsTable", "verdict_table", "VerdictTable", "FeatureExplorer",
+           "Explorer"]

@@ -88,17 +88,21 @@ def _same(a, b) -> bool:
 
 def results_table(rows, baseline: str | None = "bicubic", paper: Mapping | None = None,
                   protocol: str | None = None, *, by: str = "arm", metrics=("psnr", "ssim"),
-                  digits: Mapping | None = None) -> "ResultsTable":
+                  digits: Mapping | None = None, data: str | None = None) -> "ResultsTable":
     """The results table of a replication: one row per arm, the baseline first.
 
     Columns: the arm; mean ± std over seeds of each metric; n (seeds); parameters (when the rows have
     a ``params`` field); Δ of the first metric vs the ``baseline`` arm (PSNR by default; omitted when
     ``baseline=None``); and "paper says" when ``paper`` (a dict ``arm -> text``) is given. ``protocol``
-    (e.g. ``"Set5 ×2, Y-channel, shave 2"``) becomes the caption.
+    (e.g. ``"Set5 ×2, Y-channel, shave 2"``) becomes the caption, and ``data`` (what the arms were trained
+    and tested on, e.g. ``"trained on DIV2K HR 0001-0800; tested on Set5"``; default: the rows' ``.data``
+    attribute, which :func:`srlearn.experiments.report.results_rows` sets) is added to it.
 
     Raises:
         ValueError: when ``baseline`` names an arm that is not in the rows.
     """
+    if data is None:   # rows from srlearn.experiments.report.results_rows carry their data
+        data = getattr(rows, "data", None)
     summary = summarise(rows, by=by, metrics=metrics)
     arms = [s[by] for s in summary]
     if baseline is not None:
@@ -107,7 +111,7 @@ def results_table(rows, baseline: str | None = "bicubic", paper: Mapping | None 
                              f"rows (every table needs the bicubic baseline) or pass baseline=None")
         summary.sort(key=lambda s: s[by] != baseline)  # stable: baseline first, the rest as given
     return ResultsTable(summary, by=by, metrics=tuple(metrics), baseline=baseline, paper=dict(paper or {}),
-                        protocol=protocol, digits={**DIGITS, **(digits or {})})
+                        protocol=protocol, digits={**DIGITS, **(digits or {})}, data=data)
 
 
 class ResultsTable:
@@ -117,9 +121,10 @@ class ResultsTable:
     of the table; ``to_markdown()`` gives it for a README or report.
     """
 
-    def __init__(self, summary, *, by, metrics, baseline, paper, protocol, digits):
+    def __init__(self, summary, *, by, metrics, baseline, paper, protocol, digits, data=None):
         self.summary, self.by, self.metrics = summary, by, metrics
         self.baseline, self.paper, self.protocol, self.digits = baseline, paper, protocol, digits
+        self.data = data
 
     @property
     def columns(self) -> list[str]:
@@ -156,7 +161,7 @@ class ResultsTable:
         rule = ["---"] + ["---:"] * (numeric - 1) + [":---"] * (len(self.columns) - numeric)
         lines = ["| " + " | ".join(_md_escape(c) for c in self.columns) + " |", "|" + "|".join(rule) + "|"]
         lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in self.cells()]
-        if self.protocol:
+        if self.protocol or self.data:
             lines += ["", f"*{_md_escape(self._caption())}*"]
         return "\n".join(lines)
 
@@ -167,7 +172,7 @@ class ResultsTable:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                        for row in self.cells())
-        caption = f"<caption>{html.escape(self._caption())}</caption>" if self.protocol else ""
+        caption = f"<caption>{html.escape(self._caption())}</caption>" if self.protocol or self.data else ""
         return (f'<table class="srlearn-results">{caption}<thead><tr>{head}</tr></thead>'
                 f'<tbody>{body}</tbody></table>')
 
@@ -175,7 +180,9 @@ class ResultsTable:
         return self.to_markdown()
 
     def _caption(self) -> str:
-        return f"Protocol: {self.protocol}. Mean ± sample std over seeds (n per row)."
+        parts = [f"Protocol: {self.protocol}." if self.protocol else "", f"{_sentence(self.data)}" if self.data else "",
+                 "Mean ± sample std over seeds (n per row)."]
+        return " ".join(p for p in parts if p)
 
     def _has_params(self) -> bool:
         return any("params" in s for s in self.summary)
@@ -213,6 +220,77 @@ def _params(value) -> str:
 def _md_escape(text: str) -> str:
     """Escape the pipe, the one character that breaks a Markdown table cell."""
     return str(text).replace("|", "\\|")
+
+
+def _sentence(text: str) -> str:
+    text = str(text).strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+#: How :func:`srlearn.experiments.verdict` decides, for the caption of every verdict table.
+VERDICT_RULES = ("Verdicts, in this order: one seed per arm gives no verdict (no noise estimate); a difference "
+                 "below the minimum detectable difference ({mdd}) is no measurable difference; two arms that "
+                 "both score below {baseline} are not testable; otherwise a gap beyond two standard errors of the "
+                 "difference of means is reproduced (or reversed), a smaller one is within seed noise.")
+
+
+def verdict_table(verdicts, min_detectable: float | None = None, baseline: str = "the baseline",
+                  data: str | None = None) -> "VerdictTable":
+    """The verdicts of a replication (dicts from :func:`srlearn.experiments.verdict`) as a table: claim,
+    better, worse, Δ PSNR, ± standard error, seeds per arm, verdict — the verdict string itself, never a
+    wording of its own. The caption states the rules, the minimum detectable difference (dB) and ``data``."""
+    rows = list(verdicts)
+    for i, v in enumerate(rows):
+        missing = [k for k in ("better", "worse", "delta_psnr", "verdict") if k not in v]
+        if missing:
+            raise ValueError(f"verdict {i} lacks {missing}; pass the dicts srlearn.experiments.verdict returns")
+    if min_detectable is None:
+        found = {v.get("min_detectable") for v in rows} - {None}
+        min_detectable = found.pop() if len(found) == 1 else None
+    return VerdictTable(rows, min_detectable, baseline, data)
+
+
+class VerdictTable:
+    """Verdict rows rendered as Markdown (reports, README) or HTML (notebooks)."""
+
+    columns = ["claim", "better", "worse", "Δ PSNR (dB)", "± s.e.", "seeds", "verdict"]
+
+    def __init__(self, rows, min_detectable, baseline, data):
+        self.rows, self.min_detectable, self.baseline, self.data = rows, min_detectable, baseline, data
+
+    def cells(self) -> list[list[str]]:
+        body = []
+        for v in self.rows:
+            se = v.get("stderr")
+            n = v.get("n")
+            body.append([str(v.get("claim", "")), str(v["better"]), str(v["worse"]), f"{v['delta_psnr']:+.3f}",
+                         "—" if se is None or (isinstance(se, float) and math.isnan(se)) else f"{se:.3f}",
+                         "/".join(map(str, n)) if isinstance(n, (list, tuple)) else "—", str(v["verdict"])])
+        return body
+
+    def caption(self) -> str:
+        mdd = f"{self.min_detectable:g} dB" if self.min_detectable is not None else "the experiment's"
+        text = VERDICT_RULES.format(mdd=mdd, baseline=self.baseline)
+        return text + (f" {_sentence(self.data)}" if self.data else "")
+
+    def to_markdown(self) -> str:
+        if not self.rows:
+            return "(no comparisons registered)"
+        lines = ["| " + " | ".join(self.columns) + " |", "|---|---|---|---:|---:|---:|:---|"]
+        lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in self.cells()]
+        return "\n".join(lines + ["", f"*{_md_escape(self.caption())}*"])
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.cells())
+        return (f'<table class="srlearn-verdicts"><caption>{html.escape(self.caption())}</caption>'
+                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def __repr__(self) -> str:
+        return self.to_markdown()
 
 
 # ------------------------------------------------------------------------------- by reference similarity
