@@ -40,3 +40,19 @@ def test_a_few_step_rehearsal_of_every_experiment(name, tmp_path, monkeypatch):
     assert written["baseline"]["arm"] == exp.baseline_name and written["baseline"]["psnr"] > 0
     assert len(res["verdicts"]) == len(exp.comparisons)
     assert (tmp_path / "report.md").exists()
+
+
+@pytest.mark.parametrize("name", ["sr-basics", "mirnet-fusion"])
+def test_the_learning_curve_and_the_table_use_one_protocol(name, tmp_path, monkeypatch):
+    """The last validation point of a run is scored exactly like its row in the results table, with the
+    experiment's Protocol (Y and shave = scale for SR; RGB and shave 0 for mirnet-fusion's denoising)."""
+    exp = EXPERIMENTS[name]
+    quick = exp.budgets["quick"]
+    warmup = max([quick.train.get("warmup_steps", 0)] + [a.train.get("warmup_steps", 0) for a in exp.arms])
+    monkeypatch.setitem(exp.budgets, "quick", dataclasses.replace(quick, steps=warmup + 2, batch_size=2, seeds=1,
+                                                                  val_every=0))
+    res = experiments.run(name, mode="quick", out=tmp_path, progress=False, arms=[exp.arms[0].name])
+    row = res["runs"][0]
+    assert row["history"]["val_psnr"][-1] == pytest.approx(row["psnr"], abs=1e-6)   # a protocol mismatch is dBs
+    assert res["protocol"] == str(exp.scoring) and res["scoring"]["crop"] == exp.scoring.shave
+    assert res["baseline"]["arm"] == exp.scoring.baseline

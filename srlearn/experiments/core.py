@@ -37,7 +37,7 @@ import torch
 from .. import _env, _files
 from ..data import PairedPatchDataset, list_images, to_tensor, to_uint8, validation_pairs
 from ..data import field as _field
-from ..metrics import protocol, psnr, ssim
+from ..metrics import Protocol
 from ..models import build
 from ..nn import count_parameters
 from ..registry import Registry
@@ -130,6 +130,13 @@ class Experiment:
     test_data_desc: str | None = None    # what a make_val_data hook tests on
     published: dict = field(default_factory=dict)   # arm -> {test set -> "figure [source tag]"}
 
+    @property
+    def scoring(self) -> Protocol:
+        """How this experiment is scored: one :class:`srlearn.metrics.Protocol` for training-time
+        validation, evaluation, the results table, the report's curves and the CLI."""
+        return Protocol(scale=self.scale, crop=self.crop, y_only=self.y_only, baseline=self.baseline_name,
+                        name=self.protocol)
+
     def arm(self, name: str) -> Arm:
         for a in self.arms:
             if a.name == name:
@@ -169,23 +176,26 @@ def super_resolve(model: torch.nn.Module, lr_uint8: np.ndarray, *extra_uint8, de
     return to_uint8(out)
 
 
-def evaluate_model(model: torch.nn.Module, pairs, scale: int, device=None, crop: int | None = None,
-                   y_only: bool = True) -> dict:
-    """Y-PSNR / SSIM of ``model`` on ``(name, lr, hr, *extra)`` uint8 items: per image and mean.
-
-    ``crop`` (the shaved border) defaults to ``scale``, the SR protocol; a same-size task such as
-    denoising passes ``scale=1`` and chooses its crop (0 by its own protocol).
+def evaluate_model(model: torch.nn.Module, pairs, scale: int | None = None, device=None, crop: int | None = None,
+                   y_only: bool = True, protocol: Protocol | None = None) -> dict:
+    """PSNR / SSIM of ``model`` on ``(name, lr, hr, *extra)`` uint8 items, per image and mean, by ``protocol``
+    (an experiment passes ``exp.scoring``). Without one it is built from ``scale``, ``crop`` (the shaved
+    border, default ``scale``: the SR protocol) and ``y_only``; a same-size task such as denoising passes
+    ``scale=1`` and its own crop (0 by its protocol).
     """
-    crop = scale if crop is None else crop
+    if protocol is None:
+        if scale is None:
+            raise ValueError("evaluate_model needs the scale (or a protocol=srlearn.metrics.Protocol(...))")
+        protocol = Protocol(scale=int(scale), crop=crop, y_only=y_only)
+    scale = protocol.scale
     images = []
     for name, lr, hr, *extra in pairs:
         sr = super_resolve(model, lr, *extra, device=device)
         if sr.shape != hr.shape:
             raise ValueError(f"{name}: SR shape {sr.shape} != HR shape {hr.shape}; is the model's scale {scale}?")
-        images.append({"name": name, "psnr": psnr(sr, hr, crop=crop, y_only=y_only),
-                       "ssim": ssim(sr, hr, crop=crop, y_only=y_only)})
+        images.append({"name": name, **protocol.score(sr, hr)})
     mean = {k: float(np.mean([im[k] for im in images])) for k in ("psnr", "ssim")}
-    return {"images": images, "mean": mean, "protocol": protocol(scale, y_only=y_only)}
+    return {"images": images, "mean": mean, "protocol": str(protocol)}
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -291,13 +301,13 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
         else:
             resume = True
     if history is None:
-        hist = train(model, data, config, val_data=pairs, resume=resume, identity=ident)
+        hist = train(model, data, config, val_data=pairs, resume=resume, identity=ident, protocol=exp.scoring)
         history = hist.to_dict()
         if ckpt is not None:   # validate with the EMA weights if they were used in training
             state = load_checkpoint(ckpt)
             model.load_state_dict(state.get("ema") or state["model"])
     model.to(dev)
-    ev = evaluate_model(model, pairs, exp.scale, dev, crop=exp.crop, y_only=exp.y_only)
+    ev = evaluate_model(model, pairs, device=dev, protocol=exp.scoring)
     return {"arm": arm.name, "seed": seed, "model": arm.model, "preset": preset,
             "overrides": overrides, "params": count_parameters(model),
             "psnr": ev["mean"]["psnr"], "ssim": ev["mean"]["ssim"], "images": ev["images"],
@@ -505,8 +515,7 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
     sources = data_sources(exp, mode, budget)   # warns once when full mode falls back to the offline images
     pairs = _val_data(exp, budget)
     train_names = list_images(exp.train_images) if exp.make_train_data is None else None
-    baseline = evaluate_model(_baseline_model(exp), pairs, exp.scale, torch.device("cpu"), crop=exp.crop,
-                              y_only=exp.y_only)
+    baseline = evaluate_model(_baseline_model(exp), pairs, device=torch.device("cpu"), protocol=exp.scoring)
     rows = [run_arm(exp, arm, seed, mode, out_dir, dev, progress, train_names, pairs, restart=restart)
             for arm in chosen for seed in range(n_seeds)]
     # the baseline is deterministic: one row per seed with zero spread, so verdicts against it work
@@ -517,7 +526,7 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
         "mode": mode, "scale": exp.scale, "seeds": n_seeds, "budget": asdict(budget),
         "device": device_name(dev), "torch": torch.__version__, "commit": _commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "protocol": exp.protocol or protocol(exp.scale, y_only=exp.y_only), "validation_images": [p[0] for p in pairs],
+        "protocol": str(exp.scoring), "scoring": exp.scoring.to_dict(), "validation_images": [p[0] for p in pairs],
         "min_detectable_db": exp.min_detectable_db,
         "train_data": sources["train_data"], "test_data": sources["test_data"], "test_sets": sources["test_sets"],
         "published": exp.published,

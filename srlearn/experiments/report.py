@@ -85,8 +85,12 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> Path:
     figures = []
     if histories:
         for metric, fname in (("loss", "curves_loss.png"), ("val_psnr", "curves_psnr.png")):
+            # the curve is scored by the experiment's protocol, like the table: the baseline line is comparable
+            psnr_label = "validation " + ("Y-PSNR (dB)" if results.get("scoring", {}).get("y_only", True)
+                                          else "RGB PSNR (dB)")
             fig = plot_history(histories, metric=metric,
-                               baseline=results["baseline"]["psnr"] if metric == "val_psnr" else None)
+                               baseline=results["baseline"]["psnr"] if metric == "val_psnr" else None,
+                               baseline_label=baseline, ylabel=psnr_label if metric == "val_psnr" else None)
             fig.savefig(out / fname, dpi=110, bbox_inches="tight")
             figures.append(fname)
     lines = [f"# {results['experiment']} ({results['mode']} mode)", "", results.get("description", ""), "",

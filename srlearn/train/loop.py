@@ -18,8 +18,9 @@ A dataset that keeps its own random generator between calls breaks this; draw fr
 
 Validation follows the field's protocol [sr-protocol.md §2, §8 items 8, 10]: full images, one at a
 time, eval mode, no grad, float32 (no autocast), output clamped to [0, 1] and rounded half-up to uint8,
-then Y-channel PSNR with ``scale`` pixels shaved (``srlearn.metrics.psnr``). A model whose output
-is not finite is an error, never a score.
+then PSNR by the run's ``srlearn.metrics.Protocol`` (by default the SR protocol: Y channel, ``scale``
+pixels shaved; an experiment passes its own, the one its results table uses). A model whose output is
+not finite is an error, never a score.
 
 Identity. Each checkpoint records what made it (``checkpoint.run_identity``: the model spec, the
 resolved config, and the caller's ``identity=`` entries such as the experiment and arm). A resume
@@ -88,7 +89,7 @@ class History:
 
 
 def train(model: nn.Module, train_set: Dataset, config: TrainConfig | dict, val_data=None,
-          resume=None, callbacks=(), identity: dict | None = None) -> History:
+          resume=None, callbacks=(), identity: dict | None = None, protocol=None) -> History:
     """Train ``model`` in place on ``train_set`` and return its ``History``.
 
     model      takes RGB float NCHW in [0, 1], returns NCHW at ``model.scale`` x the size.
@@ -104,6 +105,9 @@ def train(model: nn.Module, train_set: Dataset, config: TrainConfig | dict, val_
     identity   extra entries of the run's identity stored in the checkpoint and compared on resume,
                e.g. ``{"experiment": ..., "arm": ..., "mode": ...}`` (the model spec and the config are
                always part of it). A resume whose identity differs raises ``CheckpointMismatch``.
+    protocol   how validation scores (a ``srlearn.metrics.Protocol``: crop, Y or RGB); default: the SR
+               protocol at the model's scale. Experiments pass their own, so that the learning curve
+               and the results table of one run are scored the same way.
 
     Every sample is fetched with the global RNGs (torch, numpy, random) freshly seeded from
     ``(seed, step, position)``, so the global RNG state changes under you; resume is bit-exact on the
@@ -119,12 +123,12 @@ def train(model: nn.Module, train_set: Dataset, config: TrainConfig | dict, val_
         raise TypeError(f"config must be a TrainConfig or a dict of its fields, got {type(config).__name__}")
     ctx = distributed.setup(_env.device(config.device))
     try:
-        return _train(model, train_set, config, val_data, resume, tuple(callbacks), ctx, identity or {})
+        return _train(model, train_set, config, val_data, resume, tuple(callbacks), ctx, identity or {}, protocol)
     finally:
         distributed.teardown(ctx)
 
 
-def _train(model, train_set, config, val_data, resume, callbacks, ctx, identity) -> History:
+def _train(model, train_set, config, val_data, resume, callbacks, ctx, identity, protocol=None) -> History:
     t_call = time.perf_counter()
     device = ctx.device
     scale = _check_train_set(train_set, model)
@@ -212,7 +216,7 @@ def _train(model, train_set, config, val_data, resume, callbacks, ctx, identity)
         if not (val_data and ctx.is_main):
             return
         eval_model = ema.module if ema is not None else model
-        scores = validate(eval_model, val_data, scale=scale, device=device)
+        scores = validate(eval_model, val_data, scale=scale, device=device, protocol=protocol)
         history._add_val(step, float(np.mean(list(scores.values()))))
         bar.set_postfix(_postfix(history), refresh=False)
         for cb in callbacks:
@@ -281,8 +285,9 @@ def _train(model, train_set, config, val_data, resume, callbacks, ctx, identity)
 
 
 @torch.no_grad()
-def validate(model: nn.Module, val_data, scale: int | None = None, device=None) -> dict[str, float]:
-    """Y-channel PSNR (dB) of ``model`` on each ``(name, lr_uint8, hr_uint8)`` pair, by the field's protocol.
+def validate(model: nn.Module, val_data, scale: int | None = None, device=None, protocol=None) -> dict[str, float]:
+    """PSNR (dB) of ``model`` on each ``(name, lr_uint8, hr_uint8)`` pair, by ``protocol`` (a
+    ``srlearn.metrics.Protocol``; default: the field's SR protocol, Y channel with ``scale`` pixels shaved).
 
     Items may carry further uint8 HxWx3 model inputs after the HR image, ``(name, lr, hr, ref, ...)``:
     they are passed to the model as ``model(lr, ref, ...)`` (reference-based SR).
@@ -293,7 +298,13 @@ def validate(model: nn.Module, val_data, scale: int | None = None, device=None) 
     """
     from .. import metrics   # lazy: metrics is a lower floor, but keep `import srlearn.train` cheap
 
+    if protocol is not None:
+        if scale is not None and int(scale) != protocol.scale:
+            raise ValueError(f"scale={scale} disagrees with the protocol's scale {protocol.scale}")
+        scale = protocol.scale
     scale = int(scale if scale is not None else _model_scale(model))
+    if protocol is None:
+        protocol = metrics.Protocol(scale=scale)
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
@@ -318,7 +329,7 @@ def validate(model: nn.Module, val_data, scale: int | None = None, device=None) 
             if not bool(torch.isfinite(sr).all()):
                 raise ValueError(f"validation image {name!r}: the model's output holds NaN or inf values "
                                  f"(diverged or corrupt weights), so it has no PSNR; nothing was scored")
-            scores[name] = float(metrics.psnr(_to_uint8(sr[0]), hr, crop=scale))
+            scores[name] = float(protocol.psnr(_to_uint8(sr[0]), hr))
     finally:
         model.train(was_training)
     return scores

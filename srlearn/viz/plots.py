@@ -293,7 +293,7 @@ _YLABELS = {"loss": "training loss", "val_psnr": "validation PSNR (dB)", "lr": "
 
 def plot_history(histories, metric: str = "loss", ax=None, baseline: float | None = None, *,
                  baseline_label: str = "bicubic", smooth: float | None = None, band: str = "minmax",
-                 logy: bool = False, title: str | None = None) -> Figure:
+                 logy: bool = False, title: str | None = None, ylabel: str | None = None) -> Figure:
     """Learning curves of one or several runs.
 
     Args:
@@ -310,6 +310,8 @@ def plot_history(histories, metric: str = "loss", ax=None, baseline: float | Non
             shows its raw curve faintly.
         band: ``"minmax"`` (default: the band spans the seeds' min and max) or ``"std"`` (mean ± sample
             standard deviation). Seeds logged at different steps are interpolated onto a common grid.
+        ylabel: the y-axis label; default by metric. A curve of a run scored by a
+            ``srlearn.metrics.Protocol`` passes ``"validation " + protocol.metric_label``.
 
     Returns:
         The figure that holds the axes.
@@ -328,7 +330,7 @@ def plot_history(histories, metric: str = "loss", ax=None, baseline: float | Non
     if baseline is not None:
         ax.axhline(float(baseline), linestyle="--", color="0.3", linewidth=1, label=baseline_label)
     ax.set_xlabel("step")
-    ax.set_ylabel(_YLABELS.get(metric, metric))
+    ax.set_ylabel(ylabel or _YLABELS.get(metric, metric))
     if logy:
         ax.set_yscale("log")
     if title:
