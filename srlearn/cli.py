@@ -19,9 +19,10 @@ IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm")
 
 
 def registries() -> dict:
-    """The registries as plain JSON-able data: models with presets, experiments with arms (``control``: a
-    deliberate control, e.g. a plain stack or a known-bad schedule, not one of the paper's proposals),
-    comparisons and budgets, benchmarks, datasets."""
+    """The registries as plain JSON-able data: models with presets (and their stated parameter counts),
+    experiments with arms (``control``: a deliberate control, e.g. a plain stack or a known-bad schedule,
+    not one of the paper's proposals), comparisons and budgets, benchmarks, datasets, and the attention and
+    fusion kinds that models build by name."""
     from dataclasses import asdict
 
     from . import bench, experiments, models
@@ -44,6 +45,12 @@ def registries() -> dict:
     for name in registry.list_datasets():
         ds = registry.get(name)
         out["datasets"].append({"name": name, "title": ds.title, "policy": ds.policy, "layout": ds.layout})
+    from .nn import ATTENTION, FUSION
+    for key, reg in (("attention", ATTENTION), ("fusion", FUSION)):   # block kinds models build by name
+        out[key] = [{"name": n, "class": f"{e.__module__}.{e.__qualname__}", "options": reg.options(n),
+                     **reg.describe()[n]} for n, e in ((n, reg[n]) for n in reg.names())]
+    for m in out["models"]:
+        m["params"] = models.registry.MODELS.info[m["name"]].get("params", {})
     return out
 
 

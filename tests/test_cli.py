@@ -37,6 +37,12 @@ def test_list_json_parses_and_lists_every_registered_name(capsys):
     assert [d["name"] for d in doc["datasets"]] == registry.list_datasets()
     edsr = next(m for m in doc["models"] if m["name"] == "edsr")
     assert set(edsr["presets"]) == set(models.get_spec("edsr").presets)
+    assert edsr["params"]["paper"] == 40_729_603
+    from srlearn.nn import ATTENTION, FUSION
+    assert [a["name"] for a in doc["attention"]] == ATTENTION.names() and "soca" in ATTENTION.names()
+    soca = next(a for a in doc["attention"] if a["name"] == "soca")
+    assert soca["class"] == "srlearn.nn.attention.SOCA" and "iters" in soca["options"]
+    assert [f["name"] for f in doc["fusion"]] == FUSION.names()
     for e in doc["experiments"]:
         exp = experiments.get_experiment(e["name"])
         assert [a["name"] for a in e["arms"]] == [a.name for a in exp.arms]
