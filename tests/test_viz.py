@@ -343,3 +343,13 @@ def test_feature_explorer_lists_each_call_of_a_module_run_twice():
     explorer = viz.FeatureExplorer(_Twice(), torch.rand(3, 6, 6), layers="conv")
     assert explorer.layers == ["conv[0]", "conv[1]"]
     assert not np.array_equal(explorer.features["conv[0]"], explorer.features["conv[1]"])
+
+
+def test_show_images_true_size_draws_smaller_images_smaller():
+    big, small = np.zeros((64, 64, 3)), np.ones((32, 32, 3))
+    fig = viz.show_images({"HR": big, "LR": small}, true_size=True)
+    lr_ax = fig.axes[1]
+    assert lr_ax.get_xlim() == (-0.5, 63.5) and lr_ax.get_ylim() == (63.5, -0.5)
+    stretched = viz.show_images({"HR": big, "LR": small})
+    assert stretched.axes[1].get_xlim() == (-0.5, 31.5)
+    plt.close("all")

@@ -13,7 +13,7 @@ from .attention import ATTENTION_KINDS, SE, SOCA, channel_attention, covariance_
 from .common import DIV2K_RGB_MEAN, MeanShift, ResBlock, Upsampler, conv, conv3x3, count_parameters
 from .non_local import NonLocalBlock2d, RegionNonLocal, region_bounds
 from .dense import DenseBlock, DenseLayer, concat_sources, mean_abs_by_source
-from .upsample import DeconvUpsampler, deconv_padding, init_deconv_, overlap_counts
+from .upsample import DeconvUpsampler, bilinear_subpixel_weight, deconv_padding, init_deconv_, overlap_counts
 from .fusion import (DAU, FUSION_KINDS, MRB, RRG, SKFF, ChannelAttention, ConcatFusion, SpatialAttention, SumFusion,
                      fusion_layer)
 from .resize import BlurDownsample, ResidualDownsample, ResidualUpsample, binomial_kernel, resize_down, resize_up
@@ -23,7 +23,7 @@ __all__ = ["DIV2K_RGB_MEAN", "MeanShift", "ResBlock", "Upsampler", "conv", "conv
            "SE", "SOCA", "ATTENTION_KINDS", "channel_attention", "covariance_pool", "sqrtm_newton_schulz",
            "NonLocalBlock2d", "RegionNonLocal", "region_bounds",
            "DenseLayer", "DenseBlock", "concat_sources", "mean_abs_by_source",
-           "DeconvUpsampler", "deconv_padding", "init_deconv_", "overlap_counts",
+           "DeconvUpsampler", "deconv_padding", "init_deconv_", "overlap_counts", "bilinear_subpixel_weight",
            "SKFF", "SumFusion", "ConcatFusion", "FUSION_KINDS", "fusion_layer", "SpatialAttention", "ChannelAttention",
            "DAU", "MRB", "RRG", "BlurDownsample", "ResidualDownsample", "ResidualUpsample", "binomial_kernel",
            "resize_down", "resize_up"]
