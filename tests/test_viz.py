@@ -415,3 +415,13 @@ def test_tables_from_results_rows_name_the_data_without_being_told():
     assert "Trained on DIV2K train HR (800 images); tested on Set5." in md
     older = {k: v for k, v in res.items() if k not in ("train_data", "test_data")}   # results.json before the keys
     assert "data not recorded" in viz.results_table(results_rows(older), protocol="Y").to_markdown()
+
+
+def test_show_images_true_size_draws_smaller_images_smaller():
+    big, small = np.zeros((64, 64, 3)), np.ones((32, 32, 3))
+    fig = viz.show_images({"HR": big, "LR": small}, true_size=True)
+    lr_ax = fig.axes[1]
+    assert lr_ax.get_xlim() == (-0.5, 63.5) and lr_ax.get_ylim() == (63.5, -0.5)
+    stretched = viz.show_images({"HR": big, "LR": small})
+    assert stretched.axes[1].get_xlim() == (-0.5, 31.5)
+    plt.close("all")

@@ -2,6 +2,8 @@
 
 A benchmark is a function returning a list of row dicts (one table); register it with
 ``@register_bench("name")``. The CLI prints the table; notebooks show it with ``srlearn.viz``.
+Counts, unlike times, are deterministic: ``srlearn.bench.counting`` (FLOPs, activation memory kept for
+the backward, receptive fields, sampling paths) is tested exactly, and the notebooks assert its numbers.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from .attention import (ATTENTION, DAU, SE, SOCA, ChannelAttention, NoAttention,
 from .common import DIV2K_RGB_MEAN, MeanShift, ResBlock, Upsampler, conv, conv3x3, count_parameters
 from .non_local import NonLocalBlock2d, RegionNonLocal, region_bounds
 from .dense import DenseBlock, DenseLayer, concat_sources, mean_abs_by_source
-from .upsample import DeconvUpsampler, deconv_padding, init_deconv_, overlap_counts
+from .upsample import DeconvUpsampler, bilinear_subpixel_weight, deconv_padding, init_deconv_, overlap_counts
 from .fusion import FUSION, SKFF, ConcatFusion, SumFusion, fusion_layer
 from .groups import LSRAG, MRB, RCAB, RRG, ResidualGroup
 from .resize import BlurDownsample, ResidualDownsample, ResidualUpsample, binomial_kernel, resize_down, resize_up
@@ -28,8 +28,9 @@ __all__ = ["DIV2K_RGB_MEAN", "MeanShift", "ResBlock", "Upsampler", "conv", "conv
            "SE", "SOCA", "NoAttention", "ATTENTION", "channel_attention", "covariance_pool", "sqrtm_newton_schulz",
            "NonLocalBlock2d", "RegionNonLocal", "region_bounds",
            "DenseLayer", "DenseBlock", "concat_sources", "mean_abs_by_source",
-           "DeconvUpsampler", "deconv_padding", "init_deconv_", "overlap_counts",
+           "DeconvUpsampler", "deconv_padding", "init_deconv_", "overlap_counts", "bilinear_subpixel_weight",
            "SKFF", "SumFusion", "ConcatFusion", "FUSION", "fusion_layer", "SpatialAttention", "ChannelAttention",
-           "DAU", "MRB", "RRG", "RCAB", "ResidualGroup", "LSRAG", "BlurDownsample", "ResidualDownsample", "ResidualUpsample", "binomial_kernel",
+           "DAU", "MRB", "RRG", "RCAB", "ResidualGroup", "LSRAG", "BlurDownsample", "ResidualDownsample",
+           "ResidualUpsample", "binomial_kernel",
            "resize_down", "resize_up"]
 __all__ += ["deform_conv2d", "sampling_positions", "ModulatedDeformConv2d", "OffsetMaskHead"]

@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["deconv_padding", "overlap_counts", "DeconvUpsampler", "init_deconv_"]
+__all__ = ["deconv_padding", "overlap_counts", "DeconvUpsampler", "init_deconv_", "bilinear_subpixel_weight"]
 
 
 def _positive_int(name: str, v) -> int:
@@ -114,3 +114,27 @@ class DeconvUpsampler(nn.Sequential):
         for m in self:
             if isinstance(m, nn.ConvTranspose2d):
                 init_deconv_(m, "relu" if act else "linear")
+
+
+def bilinear_subpixel_weight(channels: int, scale: int = 2) -> torch.Tensor:
+    r"""The 3×3 conv weight ``(s²C, C, 3, 3)`` that makes a sub-pixel stage *be* bilinear interpolation.
+
+    ``PixelShuffle(s)(conv2d(pad(x, 1, "replicate"), W))`` equals
+    ``F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)`` exactly (with the zero
+    padding of ``srlearn.nn.Upsampler`` it differs only on the one-pixel LR border). Output phase ``a``
+    of an LR pixel ``i`` sits at ``i + d``, ``d = (a + ½)/s − ½ ∈ (−½, ½)``: weights ``1 − |d|`` on ``i``
+    and ``|d|`` on the neighbour on ``d``'s side, inside a 3×3 window. So bilinear up-sampling is one
+    point in the space a sub-pixel up-sampler learns in (notebook 01, "What the reviews asked").
+    """
+    channels, scale = _positive_int("channels", channels), _positive_int("scale", scale)
+    taps = torch.zeros(scale, 3, dtype=torch.float64)            # per phase: weights on i-1, i, i+1
+    for a in range(scale):
+        d = (a + 0.5) / scale - 0.5
+        taps[a, 1] = 1 - abs(d)
+        taps[a, 0 if d < 0 else 2] += abs(d)
+    w = torch.zeros(channels * scale * scale, channels, 3, 3, dtype=torch.float64)
+    for c in range(channels):
+        for a in range(scale):
+            for b in range(scale):
+                w[c * scale * scale + a * scale + b, c] = torch.outer(taps[a], taps[b])
+    return w.float()

@@ -45,21 +45,29 @@ class NotebookFigure(Figure):
 # ----------------------------------------------------------------------------------------- images
 
 def show_images(images, titles=None, *, ncols: int | None = None, size: float = 3.0,
-                cmap: str = "gray", suptitle: str | None = None) -> Figure:
+                cmap: str = "gray", suptitle: str | None = None, true_size: bool = False) -> Figure:
     """Show images side by side (wrapping after ``ncols``), one axes per image, axes hidden.
 
     ``images`` is a list, or a dict ``title -> image`` (then the keys are the titles). Each image is
-    drawn at its own pixel size with nearest-neighbour interpolation, so pixels stay visible.
+    drawn with nearest-neighbour interpolation, so pixels stay visible; by default every image fills its
+    panel. ``true_size=True`` draws all panels at one pixel scale instead (the largest image's), so an
+    LR image appears smaller than its HR image, in the top-left corner of its panel.
     """
     panels = _as_panels(images, titles)
     n = len(panels)
     ncols = min(ncols or n, n)
     nrows = math.ceil(n / ncols)
     h, w = next(iter(panels.values())).shape[:2]
+    if true_size:
+        max_h, max_w = max(p.shape[0] for p in panels.values()), max(p.shape[1] for p in panels.values())
+        h, w = max_h, max_w
     fig = NotebookFigure(figsize=(size * ncols, size * nrows * h / w + 0.4 * nrows), layout="constrained")
     for k, (title, img) in enumerate(panels.items()):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        if true_size:
+            ax.set_xlim(-0.5, max_w - 0.5)
+            ax.set_ylim(max_h - 0.5, -0.5)
         ax.set_title(title, fontsize=10)
         ax.set_axis_off()
     if suptitle:
