@@ -52,8 +52,8 @@ def test_flop_helpers_reject_bad_input():
 def test_receptive_field_closed_form_and_measured_agree():
     layers = [(3, 1), (3, 2), (5, 1, 2), (3, 1)]
     assert receptive_field(layers) == 1 + 2 + 2 + 4 * 2 * 2 + 2 * 2
-    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 3, stride=2, padding=1),
-                        nn.Conv2d(3, 3, 5, padding=4, dilation=2), nn.ReLU(), nn.Conv2d(3, 1, 3, padding=1))
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 3, 3, stride=2, padding=1),
+                        nn.Conv2d(3, 3, 5, padding=4, dilation=2), nn.Tanh(), nn.Conv2d(3, 1, 3, padding=1))
     assert measured_receptive_field(net, (1, 2, 64, 64)) == (receptive_field(layers),) * 2
     assert next(net.parameters()).dtype == torch.float32          # restored after the float64 probe
     assert receptive_field([(3, 1)] * 7) == 15
