@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["check", "todo", "ExerciseNotDone", "CheckFailed"]
+__all__ = ["check", "ensure", "todo", "ExerciseNotDone", "CheckFailed"]
 
 
 class _Friendly(AssertionError):
@@ -96,4 +96,17 @@ def check(name: str, mine, reference, *, rtol: float | None = None, atol: float 
     if not quiet:
         gap = float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
         print(f"✅ {name} matches the package (max |difference| {gap:.1e})")
+    return True
+
+
+def ensure(name: str, condition, what: str = "") -> bool:
+    """A plain ``assert`` of a student copy: ``condition`` (a callable) must return a true value."""
+    try:
+        ok = condition() if callable(condition) else condition
+    except ExerciseNotDone:
+        raise
+    except Exception as e:
+        raise CheckFailed(f"❌ {name} raised {type(e).__name__}: {e}") from e
+    if not ok:
+        raise CheckFailed(f"❌ {name}: this check does not hold: {what}")
     return True

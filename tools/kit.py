@@ -165,12 +165,38 @@ def _stub(node, hint: str, label: str, indent: str) -> str:
             f"{body}raise srlearn.exercise.todo({label!r}, {hint!r})\n")
 
 
-def stub_cell(source: str, names: dict[str, str], where: str) -> str:
-    """Replace the functions/methods named in ``names`` by stubs and the assertions by srlearn.check."""
+def _labels(tree, names) -> dict[str, set[str]]:
+    """Which exercises each variable of the cell came from (``out = my_soca(...)`` -> {"my_soca"})."""
+    tops = {n.split(".")[0] for n in names}
+    labels: dict[str, set[str]] = {}
+
+    def refs(node) -> set[str]:
+        found = set()
+        for n in ast.walk(node):
+            ident = n.id if isinstance(n, ast.Name) else None
+            if ident in tops:
+                found.add(ident)
+            elif ident in labels:
+                found |= labels[ident]
+        return found
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and node.value is not None:
+            came = refs(node.value)
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name) and came:
+                        labels[n.id] = labels.get(n.id, set()) | came
+    return labels, refs
+
+
+def stub_cell(source: str, names: dict[str, str], where: str, stub: bool = True) -> str:
+    """Stub the functions/methods in ``names`` (when ``stub``) and turn the cell's assertions into checks."""
     tree = ast.parse(source)
     starts = _offsets(source)
     pos = lambda line, col: starts[line - 1] + col  # noqa: E731
-    edits, found = [], set()
+    edits = []
     top = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     for name, hint in names.items():
         cls, _, meth = name.partition(".")
@@ -179,26 +205,33 @@ def stub_cell(source: str, names: dict[str, str], where: str) -> str:
             node = next((m for m in node.body if isinstance(m, ast.FunctionDef) and m.name == meth), None)
         if not isinstance(node, ast.FunctionDef):
             raise SystemExit(f"{where}: the manifest's exercise {name!r} is not a function or method in this cell")
+        if not stub:
+            continue
         first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
-        indent = " " * node.col_offset
         comment = [ln for ln in source.splitlines()[node.lineno:node.body[0].lineno - 1] if ln.strip().startswith("#")]
-        stub = _stub(node, hint, name, indent)
+        text = _stub(node, hint, name, " " * node.col_offset)
         if comment:  # keep the specification comment the solution starts with
-            head, rest = stub.split("\n", 1)
-            stub = head + "\n" + "\n".join(comment) + "\n" + rest
-        edits.append((starts[first - 1], starts[node.end_lineno], stub))
-        found.add(name)
+            head, rest = text.split("\n", 1)
+            text = head + "\n" + "\n".join(comment) + "\n" + rest
+        edits.append((starts[first - 1], starts[node.end_lineno], text))
+    _, refs = _labels(tree, names)
+
+    def label_of(node) -> str:
+        came = sorted(refs(node))
+        return " / ".join(came) if came else ast.unparse(node)[:60]
+
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and _call_name(node.func).split(".")[-1] in ASSERT_CALLS and len(node.args) >= 2:
             mine, ref = node.args[0], node.args[1]
-            used = sorted({n.id for n in ast.walk(mine) if isinstance(n, ast.Name)} |
-                          {n.attr for n in ast.walk(mine) if isinstance(n, ast.Attribute)})
-            label = next((nm for nm in names if nm.split(".")[0] in used), None) or ast.unparse(mine)[:60]
             kw = [f"{k.arg}={ast.get_source_segment(source, k.value)}" for k in node.keywords]
             if _call_name(node.func).split(".")[-1] == "assert_allclose" and not any(k.arg == "rtol" for k in node.keywords):
                 kw.append("rtol=1e-7")  # numpy's default, which torch's would not apply
-            call = (f"srlearn.check({label!r}, lambda: {ast.get_source_segment(source, mine)}, "
+            call = (f"srlearn.check({label_of(mine)!r}, lambda: {ast.get_source_segment(source, mine)}, "
                     f"{ast.get_source_segment(source, ref)}" + "".join(", " + k for k in kw) + ")")
+            edits.append((pos(node.lineno, node.col_offset), pos(node.end_lineno, node.end_col_offset), call))
+        elif isinstance(node, ast.Assert) and refs(node.test):
+            cond = ast.get_source_segment(source, node.test)
+            call = f"srlearn.exercise.ensure({label_of(node.test)!r}, lambda: {cond}, {cond!r})"
             edits.append((pos(node.lineno, node.col_offset), pos(node.end_lineno, node.end_col_offset), call))
     out = _replace(source, edits)
     ast.parse(out)  # a stub that does not compile is a bug here, not the student's
@@ -225,7 +258,8 @@ def checked_solution(nb):
     stem = nb.metadata.pop("srlearn_stem", "")
     for cell in nb.cells:
         if EXERCISE_TAG in tags(cell) and cell.cell_type == "code":
-            cell.source = stub_cell(cell.source, {}, f"{stem} cell {cell.get('id')}")
+            names = EXERCISES.get(stem, {}).get(cell.get("id"), {})
+            cell.source = stub_cell(cell.source, names, f"{stem} cell {cell.get('id')}", stub=False)
     return nb
 
 
