@@ -2,6 +2,9 @@
 #   make lab        JupyterLab on notebooks/ (the main job)
 #   make test       the whole test suite, notebooks and browser test included (what CI runs)
 #   make replicate  every registered replication, headless, in the mode that fits this machine
+#   make slides     a reveal.js review deck per notebook (its deck-tagged cells) in build/slides/
+#   make student    student copies (exercises as stubs, checks with ✅/❌) in build/student/
+#   make site       a static site of the executed notebooks, docs/ and the README in build/site/
 #
 # Which PyTorch goes into .venv:
 #   - no NVIDIA GPU: torch==2.13.0, the CPU build (on the project's machines a local wheel; nothing
@@ -22,7 +25,7 @@ LAB_PORT    ?= 8888
 LAB_FLAGS   ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
 
-.PHONY: lab test replicate venv clean-venv
+.PHONY: lab test replicate slides student site venv clean-venv
 
 venv: $(STAMP)
 
@@ -46,6 +49,24 @@ test: $(STAMP)
 
 replicate: $(STAMP)
 	$(VENV)/bin/srlearn replicate all --mode auto --out runs
+
+# The study-group kit (tools/kit.py). slides and site run every notebook once in quick mode into
+# build/executed/ (about 4 min on a 2-core CPU; a copy whose notebook is unchanged is reused, and
+# `make test` leaves fresh copies there), so the decks and pages show the figures.
+SITE_STAMP := $(VENV)/.srlearn-site-installed
+
+slides: $(STAMP)
+	$(PY) tools/kit.py slides
+
+student: $(STAMP)
+	$(PY) tools/kit.py student
+
+$(SITE_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[site]"
+	@touch $@
+
+site: $(SITE_STAMP)
+	$(PY) tools/kit.py site
 
 clean-venv:
 	rm -rf $(VENV)
