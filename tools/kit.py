@@ -444,19 +444,57 @@ def site_sources(dest: Path, executed: Path) -> dict:
     return nav
 
 
+def site_requirements() -> list[str]:
+    """The ``site`` extra of pyproject.toml (read without tomllib, which Python 3.10 lacks)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    block = re.search(r"^site\s*=\s*\[(.*?)\]", text, re.S | re.M)
+    if not block:
+        raise SystemExit("pyproject.toml has no [project.optional-dependencies] site = [...] extra")
+    return re.findall(r'"([^"]+)"', block.group(1))
+
+
+# The wheel ships MathJax 2 with the STIX-Web fonts only (as Jupyter configures it): say so.
+MATHJAX_LOCAL_CONFIG = """MathJax.Hub.Config({
+  "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null},
+  SVG: {font: "STIX-Web"}
+});
+MathJax.Ajax.loadComplete("[MathJax]/config/local/srlearn.js");
+"""
+
+
+def mathjax_files() -> Path | None:
+    """MathJax 2 as shipped by the jupyter-server-mathjax wheel (the [site] extra), or None."""
+    import importlib.util
+    spec = importlib.util.find_spec("jupyter_server_mathjax")  # located, not imported (that needs jupyter_server)
+    if spec is None or not spec.origin:
+        return None
+    static = Path(spec.origin).parent / "static"
+    return static if (static / "MathJax.js").exists() else None
+
+
 def build_site(out: Path, executed: Path) -> Path:
     work = BUILD / "site-src"
     nav = site_sources(work / "docs", executed)
+    mathjax = mathjax_files()
+    if mathjax is not None:  # served with the site: equations render offline too
+        shutil.copytree(mathjax, work / "docs" / "mathjax")
+        local = work / "docs" / "mathjax" / "config" / "local"
+        local.mkdir(parents=True, exist_ok=True)
+        (local / "srlearn.js").write_text(MATHJAX_LOCAL_CONFIG)
+    else:
+        print("  note: jupyter-server-mathjax is not installed; notebook pages load MathJax from a CDN")
     config = {
         "site_name": "srlearn: learn super-resolution papers by building them",
         "docs_dir": str(work / "docs"),
         "site_dir": str(out),
         "use_directory_urls": False,  # pages open from the file system too
-        "theme": {"name": "mkdocs"},
+        "theme": {"name": "readthedocs", "highlightjs": False},  # no CDN script
         "nav": nav,
         "markdown_extensions": ["tables", "toc", "fenced_code"],
-        "plugins": [{"mkdocs-jupyter": {"execute": False, "include_source": True, "ignore_h1_titles": True,
-                                        "include_requirejs": True}}],
+        "plugins": ["search", {"mkdocs-jupyter": {"execute": False, "include_source": True, "ignore_h1_titles": True,
+                                        "include_requirejs": False,
+                                        **({"custom_mathjax_url": "../mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/srlearn"}
+                                           if mathjax is not None else {})}}],
         "validation": {"links": {"not_found": "warn", "anchors": "info", "unrecognized_links": "info"}},
     }
     cfg = work / "mkdocs.yml"
@@ -472,7 +510,7 @@ def build_site(out: Path, executed: Path) -> Path:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["tag", "execute", "student", "slides", "site"])
+    ap.add_argument("command", choices=["tag", "execute", "student", "slides", "site", "site-requirements"])
     ap.add_argument("--out", type=Path, help="output folder (default build/<command>)")
     ap.add_argument("--executed", type=Path, default=BUILD / "executed",
                     help="executed copies to reuse/write (default build/executed)")
@@ -480,7 +518,9 @@ def main(argv=None) -> int:
                     help="slides/site: use the executed copies that are fresh and the stored notebooks otherwise")
     ap.add_argument("--force", action="store_true", help="execute: run even when a fresh copy exists")
     a = ap.parse_args(argv)
-    if a.command == "tag":
+    if a.command == "site-requirements":  # pyproject's [site] extra, for the Makefile's .venv-site
+        print(" ".join(f"'{r}'" for r in site_requirements()))
+    elif a.command == "tag":
         for p in notebook_paths():
             print(f"  {p.name}: {'tagged' if tag_notebook(p) else 'unchanged'}")
     elif a.command == "execute":
