@@ -196,3 +196,16 @@ def test_student_copy_stops_at_its_first_exercise_with_the_checker_message(path,
     solved = _run_prefix(kit.checked_solution(kit.read_stem(path)), exercise_at[-1], jupyter_env, path.parent)
     shown = "".join(o.get("text", "") for c in solved.cells for o in c.get("outputs", []))
     assert "✅" in shown and "❌" not in shown
+
+
+def test_an_executed_copy_saved_by_a_test_run_is_reused_until_its_notebook_changes(tmp_path, monkeypatch):
+    import browser_support as bs
+    path = NOTEBOOKS[0]
+    nb = nbformat.read(path, as_version=4)
+    assert bs.save_executed(nb, path, "unit test", folder="") is None  # not asked: nothing kept
+    saved = bs.save_executed(nb, path, "unit test", folder=str(tmp_path))
+    assert saved == tmp_path / path.name and kit.executed_copy(path, tmp_path) == saved
+    assert nbformat.read(saved, as_version=4).metadata["srlearn_executed"]["by"] == "unit test"
+    monkeypatch.setattr(kit, "sha256", lambda p: "another notebook")  # the notebook changed since
+    assert kit.executed_copy(path, tmp_path) is None
+    assert bs.save_executed(nb, tmp_path / "elsewhere.ipynb", "unit test", folder=str(tmp_path)) is None
