@@ -411,6 +411,9 @@ def site_sources(dest: Path, executed: Path) -> dict:
         shutil.rmtree(dest)
     (dest / "notebooks").mkdir(parents=True)
     readme = (ROOT / "README.md").read_text()
+    # the README's links, from the site's root: docs/X -> X, data/README.md -> data.md
+    readme = re.sub(r"\]\(docs/", "](", readme).replace("](data/README.md)", "](data.md)")
+    readme = readme.replace("](leaders/README.md)", "](leaders/index.md)")
     (dest / "index.md").write_text(readme)
     nav = [{"Home": "index.md"}]
     nb_nav = []
@@ -433,9 +436,10 @@ def site_sources(dest: Path, executed: Path) -> dict:
         (dest / "leaders").mkdir()
         lead_nav = []
         for f in leaders:
-            shutil.copyfile(f, dest / "leaders" / f.name)
+            name = "index.md" if f.name == "README.md" else f.name
+            shutil.copyfile(f, dest / "leaders" / name)
             first = next((ln.lstrip("# ").strip() for ln in f.read_text().splitlines() if ln.startswith("# ")), f.stem)
-            lead_nav.append({first: f"leaders/{f.name}"})
+            lead_nav.append({first: f"leaders/{name}"})
         doc_nav.append({"Leader's guides": lead_nav})
     if (ROOT / "data" / "README.md").exists():
         shutil.copyfile(ROOT / "data" / "README.md", dest / "data.md")
