@@ -198,6 +198,7 @@ def test_every_page_loads_its_figures_and_no_internal_link_is_broken(site, brows
     names = {p.relative_to(site).as_posix() for p in pages}
     expected = {f"notebooks/{p.stem}.html" for p in kit.notebook_paths()} | {"index.html", "papers.html",
                                                                               "sr-protocol.html"}
+    expected |= {f"leaders/{'index' if f.stem == 'README' else f.stem}.html" for f in (ROOT / "docs" / "leaders").glob("*.md")}
     assert expected <= names, f"pages missing from the site: {sorted(expected - names)}"
     problems, checked = scan(page, base, site, pages)
     assert checked > 50, f"only {checked} internal links on {len(pages)} pages: the page scan is broken"

@@ -477,7 +477,7 @@ def mathjax_files() -> Path | None:
 
 
 def build_site(out: Path, executed: Path) -> Path:
-    work = BUILD / "site-src"
+    work = out.parent / f".{out.name}-src"  # the mkdocs project: docs_dir and mkdocs.yml, beside the site
     nav = site_sources(work / "docs", executed)
     mathjax = mathjax_files()
     if mathjax is not None:  # served with the site: equations render offline too
