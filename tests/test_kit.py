@@ -209,3 +209,15 @@ def test_an_executed_copy_saved_by_a_test_run_is_reused_until_its_notebook_chang
     monkeypatch.setattr(kit, "sha256", lambda p: "another notebook")  # the notebook changed since
     assert kit.executed_copy(path, tmp_path) is None
     assert bs.save_executed(nb, tmp_path / "elsewhere.ipynb", "unit test", folder=str(tmp_path)) is None
+
+
+def test_a_deck_renders_as_reveal_slides_with_only_its_deck_cells(tmp_path):
+    path = next(p for p in NOTEBOOKS if p.stem.startswith("01"))
+    nb = nbformat.read(path, as_version=4)
+    deck = kit.build_deck(path, tmp_path / "slides", tmp_path / "no-executed-copies")
+    html = deck.read_text(encoding="utf-8")
+    assert "reveal" in html.lower() and html.count("<section") >= len(kit.DECK[path.stem])
+    in_deck = next(c for c in nb.cells if c.get("id") == "cov")       # a deck cell: its heading is on a slide
+    left_out = next(c for c in nb.cells if c.get("id") == "cov-question")  # not in the deck
+    assert "Covariance pooling" in html and in_deck.get("id") in kit.DECK[path.stem]
+    assert left_out.source.splitlines()[0][30:70] not in html

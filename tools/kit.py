@@ -376,26 +376,31 @@ def deck_notebook(nb):
     return nb
 
 
-def build_slides(out: Path, executed: Path) -> list[Path]:
+def build_deck(path: Path, out: Path, executed: Path, reveal_prefix: str | None = None) -> Path | None:
+    """``out/NAME.slides.html`` from the deck cells of ``path`` (its executed copy when fresh); None without deck."""
+    src = best_copy(path, executed)
+    nb = deck_notebook(nbformat.read(src, as_version=4))
+    if not nb.cells:
+        return None
     out.mkdir(parents=True, exist_ok=True)
-    written = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in notebook_paths():
-            src = best_copy(path, executed)
-            nb = deck_notebook(nbformat.read(src, as_version=4))
-            if not nb.cells:
-                continue
-            deck = Path(tmp) / path.name
-            nbformat.write(nb, deck)
-            subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "slides", str(deck),
-                            "--output-dir", str(out), "--TagRemoveInputPreprocessor.enabled=True",
-                            "--TagRemoveInputPreprocessor.remove_input_tags=remove_input",
-                            "--SlidesExporter.reveal_scroll=True", "--log-level=WARN"], check=True)
-            written.append(out / f"{path.stem}.slides.html")
-            print(f"  {written[-1].relative_to(ROOT)}: {len(nb.cells)} cells"
-                  + ("" if src != path else " (no executed copy: without outputs; run `make site` or "
-                     "`python tools/kit.py execute` first for figures)"))
+        deck = Path(tmp) / path.name
+        nbformat.write(nb, deck)
+        cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "slides", str(deck), "--output-dir", str(out),
+               "--TagRemoveInputPreprocessor.enabled=True",
+               "--TagRemoveInputPreprocessor.remove_input_tags=remove_input",
+               "--SlidesExporter.reveal_scroll=True", "--log-level=ERROR"]
+        if reveal_prefix:
+            cmd.append(f"--SlidesExporter.reveal_url_prefix={reveal_prefix}")
+        subprocess.run(cmd, check=True)
+    written = out / f"{path.stem}.slides.html"
+    print(f"  {written}: {len(nb.cells)} slides" + ("" if src != path else
+          " (no fresh executed copy, so no figures: `python tools/kit.py execute` first)"))
     return written
+
+
+def build_slides(out: Path, executed: Path, reveal_prefix: str | None = None) -> list[Path]:
+    return [d for p in notebook_paths() if (d := build_deck(p, out, executed, reveal_prefix))]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -419,8 +424,15 @@ def site_sources(dest: Path, executed: Path) -> dict:
     nb_nav = []
     for path in notebook_paths():
         src = best_copy(path, executed)
-        shutil.copyfile(src, dest / "notebooks" / path.name)
-        title = nbformat.read(src, as_version=4).cells
+        nb = nbformat.read(src, as_version=4)
+        for cell in nb.cells:  # the kit's own tags are for the tools, not for readers of the site
+            kept = [x for x in tags(cell) if x not in (DECK_TAG, EXERCISE_TAG)]
+            if kept:
+                cell.metadata["tags"] = kept
+            else:
+                cell.metadata.pop("tags", None)
+        nbformat.write(nb, dest / "notebooks" / path.name)
+        title = nb.cells
         heading = next((c.source.splitlines()[0].lstrip("# ").strip() for c in title
                         if c.cell_type == "markdown" and c.source.startswith("# ")), path.stem)
         nb_nav.append({heading: f"notebooks/{path.name}"})
@@ -521,6 +533,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-execute", action="store_true",
                     help="slides/site: use the executed copies that are fresh and the stored notebooks otherwise")
     ap.add_argument("--force", action="store_true", help="execute: run even when a fresh copy exists")
+    ap.add_argument("--reveal-prefix", help="slides: where reveal.js is (default: nbconvert's CDN address); "
+                                            "a local copy makes the decks work offline")
     a = ap.parse_args(argv)
     if a.command == "site-requirements":  # pyproject's [site] extra, for the Makefile's .venv-site
         print(" ".join(f"'{r}'" for r in site_requirements()))
@@ -535,7 +549,7 @@ def main(argv=None) -> int:
     elif a.command == "slides":
         if not a.no_execute:
             execute(notebook_paths(), a.executed)
-        build_slides(a.out or BUILD / "slides", a.executed)
+        build_slides(a.out or BUILD / "slides", a.executed, a.reveal_prefix)
     elif a.command == "site":
         if not a.no_execute:
             execute(notebook_paths(), a.executed)
