@@ -104,6 +104,8 @@ def test_stub_cell_stubs_the_exercises_and_turns_asserts_into_checks(capsys):
     wrong = solved.replace("return 2 * x", "return 3 * x")
     with pytest.raises(CheckFailed, match="❌ my_double does not match the package"):
         _run(wrong)
+    unicode = kit.stub_cell('σ = "✓"; torch.testing.assert_close(my_double(t) * 1, 2 * t)  # ✓ Σ\n', {}, "test")
+    assert unicode == 'σ = "✓"; srlearn.check(\'my_double(t) * 1\', lambda: my_double(t) * 1, 2 * t)  # ✓ Σ\n'
     with pytest.raises(SystemExit, match="'my_triple' is not a function or method in this cell"):
         kit.stub_cell(SOLUTION, {"my_triple": ""}, "test")
 

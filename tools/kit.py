@@ -165,8 +165,9 @@ def _stub(node, hint: str, label: str, indent: str) -> str:
             f"{body}raise srlearn.exercise.todo({label!r}, {hint!r})\n")
 
 
-def _labels(tree, names) -> dict[str, set[str]]:
-    """Which exercises each variable of the cell came from (``out = my_soca(...)`` -> {"my_soca"})."""
+def _labels(tree, names):
+    """Which exercises each variable of the cell came from (``out = my_soca(...)`` -> {"my_soca"}), and
+    ``refs(node)``: the exercises an expression depends on, directly or through those variables."""
     tops = {n.split(".")[0] for n in names}
     labels: dict[str, set[str]] = {}
 
@@ -195,7 +196,11 @@ def stub_cell(source: str, names: dict[str, str], where: str, stub: bool = True)
     """Stub the functions/methods in ``names`` (when ``stub``) and turn the cell's assertions into checks."""
     tree = ast.parse(source)
     starts = _offsets(source)
-    pos = lambda line, col: starts[line - 1] + col  # noqa: E731
+    lines = source.splitlines(keepends=True)
+
+    def pos(line: int, col: int) -> int:  # ast columns count UTF-8 bytes; the cell's text counts characters
+        return starts[line - 1] + len(lines[line - 1].encode("utf-8")[:col].decode("utf-8"))
+
     edits = []
     top = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     for name, hint in names.items():
@@ -537,7 +542,7 @@ def main(argv=None) -> int:
                                             "a local copy makes the decks work offline")
     a = ap.parse_args(argv)
     if a.command == "site-requirements":  # pyproject's [site] extra, for the Makefile's .venv-site
-        print(" ".join(f"'{r}'" for r in site_requirements()))
+        print(" ".join(site_requirements()))  # unquoted: $(...) in the Makefile splits words only
     elif a.command == "tag":
         for p in notebook_paths():
             print(f"  {p.name}: {'tagged' if tag_notebook(p) else 'unchanged'}")
