@@ -507,10 +507,15 @@ def save_executed(nb: dict, source: Path, by: str, folder: str | None = None) ->
     source = Path(source).resolve()
     if not folder or source.parent != NOTEBOOKS.resolve():
         return None
+    import nbformat
     nb = dict(nb)
+    # JupyterLab's model writes "attachments": null and the like, which nbformat's schema rejects: drop them
+    nb["cells"] = [{k: v for k, v in dict(c).items() if v is not None or k == "execution_count"}
+                   for c in nb.get("cells", [])]
     meta = {k: v for k, v in dict(nb.get("metadata", {})).items() if k != "widgets"}
     meta["srlearn_executed"] = {"source_sha256": _sha(source), "mode": "quick", "by": by}
     nb["metadata"] = meta
+    nbformat.validate(nbformat.from_dict(nb))  # raises, naming the field, rather than keep a copy nothing reads
     out = Path(folder) / source.name
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

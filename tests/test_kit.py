@@ -211,6 +211,10 @@ def test_an_executed_copy_saved_by_a_test_run_is_reused_until_its_notebook_chang
     monkeypatch.setattr(kit, "sha256", lambda p: "another notebook")  # the notebook changed since
     assert kit.executed_copy(path, tmp_path) is None
     assert bs.save_executed(nb, tmp_path / "elsewhere.ipynb", "unit test", folder=str(tmp_path)) is None
+    monkeypatch.undo()
+    as_jupyterlab_writes_it = {**nb, "cells": [{**c, "attachments": None} for c in nb.cells]}
+    saved = bs.save_executed(as_jupyterlab_writes_it, path, "unit test", folder=str(tmp_path))
+    assert kit.executed_copy(path, tmp_path) == saved
 
 
 def test_a_deck_renders_as_reveal_slides_with_only_its_deck_cells(tmp_path):

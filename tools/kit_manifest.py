@@ -46,7 +46,7 @@ EXERCISES = {
         "c008": {"my_resize_matrix": "One row per output pixel i: its input coordinate u = i/scale + 0.5(1 - 1/scale) "
                                      "(1-based); weights ks*k(ks*(u - tap)) with ks = min(scale, 1), normalised to "
                                      "sum 1; taps outside the image mirror back with the edge repeated."},
-        "c016": {"my_y": "BT.601 studio swing on [0, 1] inputs: Y = 16 + 65.481 R + 128.553 G + 24.966 B.",
+        "c016": {"my_y": "Scale R, G, B to [0, 1] (divide by 255), then BT.601 studio swing: Y = 16 + 65.481 R + 128.553 G + 24.966 B.",
                  "my_psnr": "Shave `crop` pixels on every side of both Y images, then 10 log10(255^2 / MSE)."},
         "c022": {"MyResBlock.forward": "x + res_scale * body(x): the skip adds the input back, no batch norm.",
                  "my_pixel_shuffle": "einops.rearrange with pattern 'n (c i j) h w -> n c (h i) (w j)'."},
