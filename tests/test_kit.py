@@ -106,6 +106,15 @@ def test_stub_cell_stubs_the_exercises_and_turns_asserts_into_checks(capsys):
         _run(wrong)
     unicode = kit.stub_cell('σ = "✓"; torch.testing.assert_close(my_double(t) * 1, 2 * t)  # ✓ Σ\n', {}, "test")
     assert unicode == 'σ = "✓"; srlearn.check(\'my_double(t) * 1\', lambda: my_double(t) * 1, 2 * t)  # ✓ Σ\n'
+    inline = "a = t + 1\nb = a * 2\ntorch.testing.assert_close(b, 2 * t + 2)\n"
+    block = kit.stub_cell(inline, {"my block=a..b": "add, then double"}, "test")
+    assert block.startswith("# EXERCISE: compute a ... b (my block). Hint: add, then double\nraise srlearn.exercise.todo(")
+    assert "srlearn.check('my block', lambda: b, 2 * t + 2)" in block
+    with pytest.raises(ExerciseNotDone, match="my block is not written yet"):
+        _run(block)
+    _run(kit.stub_cell(inline, {"my block=a..b": ""}, "test", stub=False))
+    with pytest.raises(SystemExit, match="exercise block 'x=c..d'"):
+        kit.stub_cell(inline, {"x=c..d": ""}, "test")
     with pytest.raises(SystemExit, match="'my_triple' is not a function or method in this cell"):
         kit.stub_cell(SOLUTION, {"my_triple": ""}, "test")
 

@@ -165,11 +165,11 @@ def _stub(node, hint: str, label: str, indent: str) -> str:
             f"{body}raise srlearn.exercise.todo({label!r}, {hint!r})\n")
 
 
-def _labels(tree, names):
+def _labels(tree, names, seed=None):
     """Which exercises each variable of the cell came from (``out = my_soca(...)`` -> {"my_soca"}), and
     ``refs(node)``: the exercises an expression depends on, directly or through those variables."""
-    tops = {n.split(".")[0] for n in names}
-    labels: dict[str, set[str]] = {}
+    tops = {n.split(".")[0] for n in names if "=" not in n}
+    labels: dict[str, set[str]] = dict(seed or {})
 
     def refs(node) -> set[str]:
         found = set()
@@ -201,9 +201,27 @@ def stub_cell(source: str, names: dict[str, str], where: str, stub: bool = True)
     def pos(line: int, col: int) -> int:  # ast columns count UTF-8 bytes; the cell's text counts characters
         return starts[line - 1] + len(lines[line - 1].encode("utf-8")[:col].decode("utf-8"))
 
-    edits = []
+    edits, seed = [], {}
     top = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     for name, hint in names.items():
+        if "=" in name:  # "LABEL=first..last": the top-level statements assigning first ... last
+            label, span = name.split("=", 1)
+            first, last = span.split("..")
+            assigned = [(i, {n.id for tg in s.targets for n in ast.walk(tg) if isinstance(n, ast.Name)})
+                        for i, s in enumerate(tree.body) if isinstance(s, ast.Assign)]
+            i = next((i for i, v in assigned if first in v), None)
+            j = next((i for i, v in reversed(assigned) if last in v), None)
+            if i is None or j is None or j < i:
+                raise SystemExit(f"{where}: the manifest's exercise block {name!r} (assignments of {first} ... "
+                                 f"{last}) is not in this cell")
+            for s in tree.body[i:j + 1]:
+                for tg in getattr(s, "targets", []):
+                    seed.update({n.id: {label} for n in ast.walk(tg) if isinstance(n, ast.Name)})
+            if stub:
+                text = (f"# EXERCISE: compute {first} ... {last} ({label}). Hint: {hint}\n"
+                        f"raise srlearn.exercise.todo({label!r}, {hint!r})\n")
+                edits.append((starts[tree.body[i].lineno - 1], starts[tree.body[j].end_lineno], text))
+            continue
         cls, _, meth = name.partition(".")
         node = top.get(cls)
         if meth and isinstance(node, ast.ClassDef):
@@ -219,7 +237,7 @@ def stub_cell(source: str, names: dict[str, str], where: str, stub: bool = True)
             head, rest = text.split("\n", 1)
             text = head + "\n" + "\n".join(comment) + "\n" + rest
         edits.append((starts[first - 1], starts[node.end_lineno], text))
-    _, refs = _labels(tree, names)
+    _, refs = _labels(tree, names, seed)
 
     def label_of(node) -> str:
         came = sorted(refs(node))

@@ -8,7 +8,9 @@ DECK: the cells of a paper's review deck, in notebook order: the claim, the arch
 equations, the look-inside figures, our results beside the paper's, the discussion questions.
 
 EXERCISES: per cell id, the functions (``name``) or methods (``Class.method``) that the student copy
-turns into stubs, each with the hint the stub shows. A student copy keeps everything else.
+turns into stubs, each with the hint the stub shows, or a block of top-level statements of a derivation
+written inline (``"LABEL=first..last"``: from the assignment of ``first`` to that of ``last``). A student
+copy keeps everything else.
 """
 
 DECK = {
@@ -87,6 +89,9 @@ EXERCISES = {
                                          "return (m * w, w)."},
         "c011": {"MyDAU.forward": "m = body(x); spatial and channel attention of m; concatenate the two, the 1x1 "
                                   "merge, and add x."},
+        "c013": {"my SKFF=U..V": "Fuse: U = the sum of the three streams; s = U averaged over H and W; z = PReLU of "
+                                 "conv_du[0] applied to s. Select: v = one 1x1 conv per stream (pkg_skff.fcs) on z, "
+                                 "stacked on dim 1; a = softmax over the streams (dim 1); V = sum over streams of a * L."},
         "c016": {"my_mrb": "First column: DAU of each stream after down-sampling the previous one; each later "
                            "column: resample all streams to each stream's size, fuse with SKFF, DAU; finally bring "
                            "every stream back to full resolution, fuse, conv_out, add x."},
