@@ -18,10 +18,12 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "device", "mode", "seed_everything",
            "data", "metrics", "nn", "models", "train", "experiments", "viz"]
 
-_SUBMODULES = {"data", "metrics", "nn", "models", "train", "experiments", "viz", "bench", "cli"}
+_SUBMODULES = {"data", "metrics", "nn", "models", "train", "experiments", "viz", "bench", "cli", "exercise"}
 
 
 def __getattr__(name):  # PEP 562: srlearn.models etc. on first use
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "check":  # srlearn.check(name, mine, reference): the student copies' checker (srlearn.exercise)
+        return importlib.import_module(f"{__name__}.exercise").check
     raise AttributeError(f"module 'srlearn' has no attribute {name!r}")

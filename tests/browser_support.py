@@ -499,6 +499,31 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def save_executed(nb: dict, source: Path, by: str, folder: str | None = None) -> Path | None:
+    """Keep the executed copy of a notebook of ``notebooks/`` in ``SRLEARN_EXECUTED_DIR`` (``make test``
+    sets it to build/executed) for ``make site`` / ``make slides`` and tests/test_site.py: tools/kit.py
+    reuses a copy while its notebook's SHA-256 is unchanged, so no notebook runs twice. None when unset."""
+    folder = folder if folder is not None else os.environ.get("SRLEARN_EXECUTED_DIR", "")
+    source = Path(source).resolve()
+    if not folder or source.parent != NOTEBOOKS.resolve():
+        return None
+    import nbformat
+    nb = dict(nb)
+    # JupyterLab's model writes "attachments": null and the like, which nbformat's schema rejects: drop them
+    nb["cells"] = [{k: v for k, v in dict(c).items() if v is not None or k == "execution_count"}
+                   for c in nb.get("cells", [])]
+    meta = {k: v for k, v in dict(nb.get("metadata", {})).items() if k != "widgets"}
+    meta["srlearn_executed"] = {"source_sha256": _sha(source), "mode": "quick", "by": by}
+    nb["metadata"] = meta
+    nbformat.validate(nbformat.from_dict(nb))  # raises, naming the field, rather than keep a copy nothing reads
+    out = Path(folder) / source.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+    os.replace(tmp, out)
+    return out
+
+
 class LabBrowser:
     """Headless Chromium on one JupyterLab page; :meth:`check_notebook` runs one notebook in it."""
 
@@ -634,6 +659,12 @@ class LabBrowser:
             self._settle()
         self._check(report, page.evaluate(JS_COLLECT, [CONTROL_SELECTOR, MAIN_CLASS]))
         lap("checks")
+        if not problems:  # a clean run: keep it for the site and the decks (only when asked, see save_executed)
+            try:
+                save_executed(page.evaluate("() => window.__srl.panel.context.model.toJSON()"),
+                              self.server.root / rel, "browser test")
+            except Exception as e:
+                print(f"browser test: could not keep the executed copy of {rel}: {e}")
 
     def _settle(self) -> None:
         try:

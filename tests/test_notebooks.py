@@ -151,9 +151,10 @@ def test_notebook_runs_headless_in_quick_mode(notebook, jupyter_env):
     if choice == "auto" and notebook.resolve() in browser_support.BROWSER_RAN:
         pytest.skip(f"SRLEARN_NB_HEADLESS=auto: {notebook.name} already ran in the browser test")
     try:
-        run_headless(notebook, jupyter_env)
+        executed = run_headless(notebook, jupyter_env)
     except CellExecutionError as e:
         _fail_with_cell_error(notebook, e)
+    browser_support.save_executed(executed, notebook, "headless test")  # for make site (SRLEARN_EXECUTED_DIR)
 
 
 @pytest.mark.notebook
