@@ -94,3 +94,12 @@ def test_section_numbers_are_unique(name):
     found = HEADING.findall(DOCS[name].read_text(encoding="utf-8"))
     duplicates = sorted({s for s in found if found.count(s) > 1})
     assert not duplicates, f"docs/{name}: sections {duplicates} have more than one heading"
+
+
+def test_nothing_points_readers_outside_the_repository():
+    """The reference notes live in docs/; a path into the team's shared folder would be a dead link for readers."""
+    root = Path(__file__).resolve().parents[1]
+    bad = [str(p.relative_to(root)) for folder in ("srlearn", "notebooks", "docs", "data", "tools")
+           for p in (root / folder).rglob("*") if p.is_file() and p.suffix in (".py", ".ipynb", ".md")
+           and "shared/reference" in p.read_text(errors="ignore")]
+    assert not bad, f"these files point at shared/reference/ (outside the repository); cite docs/ instead: {bad}"

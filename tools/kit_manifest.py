@@ -104,3 +104,16 @@ EXERCISES = {
                                      "weight[:, :, i, j] applied to the samples (einsum 'oc,bchw->bohw')."},
     },
 }
+
+# Each paper's notebook gained (issue 14) a "What the reviews asked" section answered by experiment, a table
+# of the paper's own numbers beside ours, and takeaways: they belong in the deck too.
+for _stem, _ids in {
+    "00_super_resolution_basics": ["c2eeb29d"],
+    "01_san_se_vs_soca": ["082f5395", "1ae5e144", "17981559", "f95bcd58", "9f03fb43", "6f8d3e10", "ff49b4b3",
+                          "7cf6a769", "c4f3839c", "e39a51d0", "04a5e291"],
+    "02_san_nonlocal_ssrg": ["44e1a90f", "c060242a", "2a275310"],
+    "03_srdensenet_dense_vs_residual": ["744719a5", "45e796b5", "bef0e9c5", "69d33e60", "61f792cc", "1d7f2ad2"],
+    "04_mirnet_skff_dau": ["a350411e", "ab8d61a5", "3e78bf77", "c894d989", "2df5e540", "739918e2"],
+    "05_ssen_deformable_offsets": ["55a69df1", "0034b314", "3656217f", "acd53772", "037a46ee", "90adcf77"],
+}.items():
+    DECK[_stem] += [i for i in _ids if i not in DECK[_stem]]
