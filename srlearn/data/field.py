@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from .images import _check_int_scale, load_image, to_tensor
+from .. import _checks
+from .images import load_image, to_tensor
 from .patches import dihedral, make_lr
 from .resize import imresize
 
@@ -111,7 +112,7 @@ def benchmark_pairs(scale: int, root=None, sets=None) -> list[tuple[str, np.ndar
     """``[("SET/stem", lr_uint8, hr_uint8), ...]`` of the benchmark sets, by the protocol: the whole HR image
     mod-cropped to the scale, its LR by MATLAB's uint8 bicubic path (EDSR's LR files are not used: how they
     were made is not documented, sr-protocol.md §3.3). Grey images are replicated to RGB (``load_image``)."""
-    scale = _check_int_scale(scale)
+    scale = _checks.scale(scale)
     root = Path(root) if root is not None else benchmark_dir()
     if root is None:
         raise FileNotFoundError("no benchmark sets on this machine: set SRLEARN_BENCHMARK=DIR (DIR/Set5/HR/baby.png ...)")
@@ -163,7 +164,7 @@ class HRPatchDataset(Dataset):
 
     def __init__(self, images, scale: int, lr_patch: int = 48, length: int = 1000, seed: int = 0,
                  augment: bool = True, names=None):
-        self.scale = _check_int_scale(scale)
+        self.scale = _checks.scale(scale)
         for name, v, lo in (("lr_patch", lr_patch, 1), ("length", length, 1), ("seed", seed, 0)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from .. import _checks
+
 __all__ = ["load_image", "save_image", "modcrop", "to_tensor", "to_uint8",
            "texture", "TEXTURE_KINDS", "list_images", "get_image"]
 
@@ -99,21 +101,11 @@ def save_image(path, img: np.ndarray) -> None:
 
 # --------------------------------------------------------------------------- arrays
 
-def _check_int_scale(scale) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"scale must be an integer >= 1, got {type(scale).__name__}")
-    if scale != int(scale):
-        raise ValueError(f"scale must be an integer >= 1 (2, 3, 4, ...), got {scale}")
-    if scale < 1:
-        raise ValueError(f"scale must be >= 1, got {scale}")
-    return int(scale)
-
-
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     """Crop height and width down to multiples of ``scale``, removing rows at the bottom and columns at
     the right (the RCAN/SAN ``modcrop``; never resizes) [sr-protocol.md §1.7]. Works on ``HxW`` and
     ``HxWxC`` arrays; returns a view."""
-    scale = _check_int_scale(scale)
+    scale = _checks.scale(scale)
     if not hasattr(img, "shape") or img.ndim not in (2, 3):
         raise ValueError(f"modcrop takes an HxW or HxWxC array, got shape {getattr(img, 'shape', None)}")
     h, w = img.shape[:2]

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import _check_int_scale, get_image, list_images, modcrop, to_tensor
+from .. import _checks
+from .images import get_image, list_images, modcrop, to_tensor
 from .resize import imresize
 
 __all__ = ["dihedral", "dihedral_inverse", "make_lr", "paired_crop", "PairedPatchDataset", "validation_pairs"]
@@ -76,12 +77,6 @@ def dihedral_inverse(img, k: int):
     return img
 
 
-def _check_uint8_image(img, what: str) -> None:
-    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim not in (2, 3):
-        raise TypeError(f"{what} must be a uint8 numpy HxW or HxWxC image, got "
-                        f"{getattr(img, 'dtype', type(img).__name__)} {getattr(img, 'shape', '')}")
-
-
 def make_lr(hr: np.ndarray, scale: int, mode: str = "uint8"):
     """The benchmark "BI" degradation: ``(modcrop(hr, scale), LR)``, both ``uint8``.
 
@@ -90,8 +85,8 @@ def make_lr(hr: np.ndarray, scale: int, mode: str = "uint8"):
     benchmark LR files); ``mode="float"`` is the double path, rounded once at the end (half up) and
     clipped. ``LR.shape * scale == HR.shape`` holds by construction and is checked.
     """
-    _check_uint8_image(hr, "hr")
-    scale = _check_int_scale(scale)
+    _checks.uint8_image(hr, "hr")
+    scale = _checks.scale(scale)
     if mode not in ("uint8", "float"):
         raise ValueError(f"mode must be 'uint8' or 'float', got {mode!r}")
     hr = modcrop(hr, scale)
@@ -137,7 +132,7 @@ class PairedPatchDataset(Dataset):
 
     def __init__(self, images, scale: int, lr_patch: int = 48, length: int = 1000, seed: int = 0,
                  augment: bool = True, lr_mode: str = "float", quantize_lr: bool = True):
-        self.scale = _check_int_scale(scale)
+        self.scale = _checks.scale(scale)
         for name, v, lo in (("lr_patch", lr_patch, 1), ("length", length, 1), ("seed", seed, 0)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
@@ -152,7 +147,7 @@ class PairedPatchDataset(Dataset):
         self.names, self.hr, self.lr = [], [], []
         for j, item in enumerate(images):
             name, img = (item, get_image(item)) if isinstance(item, str) else (f"images[{j}]", item)
-            _check_uint8_image(img, name)
+            _checks.uint8_image(img, name)
             if img.ndim != 3 or img.shape[2] != 3:
                 raise ValueError(f"{name} must be HxWx3 RGB, got shape {img.shape}")
             h, w = img.shape[:2]
@@ -209,7 +204,7 @@ def validation_pairs(scale: int, names=None, max_size: int | None = None):
     """``[(name, lr_uint8, hr_uint8), ...]`` for held-out images (default: ``list_images("valid")``), made
     with ``make_lr(..., mode="uint8")`` - the benchmark degradation. ``max_size`` (HR pixels) first
     centre-crops each image to at most ``max_size x max_size`` to keep CPU validation fast."""
-    scale = _check_int_scale(scale)
+    scale = _checks.scale(scale)
     if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral)
                                  or max_size < scale):
         raise ValueError(f"max_size must be an integer >= scale ({scale}) or None, got {max_size!r}")

@@ -34,7 +34,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .images import _check_int_scale, get_image, list_images, load_image, modcrop, to_tensor
+from .. import _checks
+from .images import get_image, list_images, load_image, modcrop, to_tensor
 from .patches import dihedral, make_lr
 
 __all__ = ["LEVELS", "LEVEL_NAMES", "make_reference", "RefPairDataset", "reference_pairs", "fit_reference",
@@ -178,7 +179,7 @@ class RefPairDataset(Dataset):
 
     def __init__(self, images=None, scale: int = 4, lr_patch: int = 16, length: int = 1000, seed: int = 0,
                  levels=LEVELS, weights=None, shift: int = 8, augment: bool = True):
-        self.scale = _check_int_scale(scale)
+        self.scale = _checks.scale(scale)
         self.lr_patch, self.length = _int("lr_patch", lr_patch, 1), _int("length", length, 1)
         self.seed, self.shift = _int("seed", seed, 0), _int("shift", shift, 0)
         self.levels = tuple(_check_level(v) for v in levels)
@@ -263,7 +264,7 @@ def reference_pairs(level: str, scale: int = 4, names=None, size: int = 96, crop
     only by the reference. Names are ``"LEVEL/image#k"``.
     """
     _check_level(level)
-    scale = _check_int_scale(scale)
+    scale = _checks.scale(scale)
     size, crops = _int("size", size, scale), _int("crops", crops, 1)
     if size % scale:
         raise ValueError(f"size must be a multiple of the scale ({scale}), got {size}")
@@ -303,7 +304,7 @@ def fit_reference(ref: np.ndarray, shape) -> np.ndarray:
 
 def pil_bicubic_down(img: np.ndarray, scale: int) -> np.ndarray:
     """``img`` shrunk by ``scale`` with PIL's bicubic (``Image.BICUBIC``, antialiased): the RefSR LR."""
-    scale = _check_int_scale(scale)
+    scale = _checks.scale(scale)
     h, w = img.shape[:2]
     if h % scale or w % scale:
         raise ValueError(f"mod-crop the image to a multiple of {scale} first, got {h}x{w}")
@@ -321,7 +322,7 @@ def cufed5_pairs(folder, scale: int = 4, ref_index: int = 1, limit: int | None =
     host is Google Drive; see ``srlearn.data.registry.fetch("CUFED5")`` for the manual steps).
     """
     from .registry import pair_cufed5
-    scale = _check_int_scale(scale)
+    scale = _checks.scale(scale)
     if isinstance(ref_index, bool) or ref_index not in (1, 2, 3, 4, 5):
         raise ValueError(f"ref_index must be 1..5 (CUFED5's references, most similar first), got {ref_index!r}")
     groups = pair_cufed5(Path(folder), n_refs=ref_index)

@@ -55,6 +55,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _checks
 from ..nn.common import ResBlock, conv3x3
 from ..nn.dense import DenseBlock, concat_sources, mean_abs_by_source
 from ..nn.upsample import DeconvUpsampler
@@ -89,11 +90,6 @@ def _kaiming_(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def _check_input(x: torch.Tensor, channels: int, who: str) -> None:
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f"{who} expects a (B, {channels}, H, W) batch in [0, 1], got shape {tuple(x.shape)}")
-
-
 class SRDenseNet(nn.Module):
     """SRDenseNet on ``in_channels`` planes (1 = Y). See the module docstring for the variants."""
 
@@ -121,7 +117,7 @@ class SRDenseNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``[F_0, F_1, ..., F_N]``: the low-level features and each block's output."""
-        _check_input(x, self.in_channels, "SRDenseNet")
+        _checks.batch(x, self.in_channels, "SRDenseNet")
         feats = [self.head(x)]
         for b, block in enumerate(self.blocks, start=1):
             feats.append(block(concat_sources(feats, self.block_sources[b])))
@@ -164,7 +160,7 @@ class ResidualSR(nn.Module):
         self.reconstruction = conv3x3(bottleneck, in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.in_channels, "ResidualSR")
+        _checks.batch(x, self.in_channels, "ResidualSR")
         f = self.head(x)
         return self.reconstruction(self.upsample(self.bottleneck(f + self.body(f))))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _checks
 from ..registry import Registry
 from .common import conv
 
@@ -30,6 +31,8 @@ __all__ = ["SE", "SOCA", "NoAttention", "SpatialAttention", "ChannelAttention", 
 #: (plus ``iters=`` when its constructor takes it, as SOCA's does); SAN's LSRAG and RCAN's RCAB build
 #: whatever kind their ``attention=`` argument names, so ``@ATTENTION.register("my-gate")`` on a class is
 #: all a new arm needs.
+_RESHAPE = "; build the layer with channels= the input's channel count, or reshape the input"
+
 ATTENTION = Registry("attention kind", "attention",
                      help="channel attention at the tail of SAN's LSRAG and inside RCAN's RCAB")
 
@@ -43,12 +46,6 @@ def _excitation(channels: int, reduction: int, bias: bool = True) -> nn.Sequenti
     hidden = channels // reduction
     return nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=bias), nn.ReLU(inplace=True),
                          nn.Conv2d(hidden, channels, 1, bias=bias), nn.Sigmoid())
-
-
-def _check_4d(x: torch.Tensor, channels: int, who: str) -> None:
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f"{who} expects a (B, {channels}, H, W) feature map, got shape {tuple(x.shape)}; "
-                         f"build it with channels={x.shape[1] if x.dim() == 4 else '...'} or reshape the input")
 
 
 def _wide(x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +79,7 @@ class SE(nn.Module):
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_4d(x, self.channels, "SE")
+        _checks.batch(x, self.channels, "SE", "feature map", _RESHAPE)
         z = x.mean(dim=(2, 3), keepdim=True)
         w = self.conv_du(z)
         self.last_descriptor, self.last_weights = z.detach().flatten(1), w.detach().flatten(1)
@@ -180,7 +177,7 @@ class SOCA(nn.Module):
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_4d(x, self.channels, "SOCA")
+        _checks.batch(x, self.channels, "SOCA", "feature map", _RESHAPE)
         xs = x
         if self.max_side is not None:                      # official central crop (see docstring)
             h, w = x.shape[-2:]

@@ -32,13 +32,9 @@ import math
 import torch
 from torch import nn
 
+from .. import _checks
+
 __all__ = ["deconv_padding", "overlap_counts", "DeconvUpsampler", "init_deconv_", "bilinear_subpixel_weight"]
-
-
-def _positive_int(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return v
 
 
 def deconv_padding(kernel_size: int, stride: int) -> tuple[int, int]:
@@ -47,7 +43,7 @@ def deconv_padding(kernel_size: int, stride: int) -> tuple[int, int]:
     The output size is ``(H-1)·s - 2p + k + op``; setting it to ``s·H`` gives ``k + op - 2p = s`` with
     ``0 <= op < s``: ``p = ceil((k - s)/2)``, ``op = s - k + 2p``. (k=2: 0, 0; k=3: 1, 1; k=4: 1, 0.)
     """
-    k, s = _positive_int("kernel_size", kernel_size), _positive_int("stride", stride)
+    k, s = _checks.positive_int("kernel_size", kernel_size), _checks.positive_int("stride", stride)
     if k < s:
         raise ValueError(f"kernel_size {k} < stride {s} leaves output pixels that no input pixel reaches "
                          f"(holes): use kernel_size >= stride")
@@ -94,7 +90,7 @@ class DeconvUpsampler(nn.Sequential):
 
     def __init__(self, scale: int, channels: int, kernel_size: int | None = None, act: bool = True,
                  bias: bool = True):
-        scale, channels = _positive_int("scale", scale), _positive_int("channels", channels)
+        scale, channels = _checks.positive_int("scale", scale), _checks.positive_int("channels", channels)
         if scale == 1:
             strides = []
         elif scale & (scale - 1) == 0:
@@ -103,7 +99,7 @@ class DeconvUpsampler(nn.Sequential):
             strides = [scale]
         layers: list[nn.Module] = []
         for s in strides:
-            k = s if kernel_size is None else _positive_int("kernel_size", kernel_size)
+            k = s if kernel_size is None else _checks.positive_int("kernel_size", kernel_size)
             p, op = deconv_padding(k, s)
             layers.append(nn.ConvTranspose2d(channels, channels, k, stride=s, padding=p, output_padding=op,
                                              bias=bias))
@@ -126,7 +122,7 @@ def bilinear_subpixel_weight(channels: int, scale: int = 2) -> torch.Tensor:
     and ``|d|`` on the neighbour on ``d``'s side, inside a 3×3 window. So bilinear up-sampling is one
     point in the space a sub-pixel up-sampler learns in (notebook 01, "What the reviews asked").
     """
-    channels, scale = _positive_int("channels", channels), _positive_int("scale", scale)
+    channels, scale = _checks.positive_int("channels", channels), _checks.positive_int("scale", scale)
     taps = torch.zeros(scale, 3, dtype=torch.float64)            # per phase: weights on i-1, i, i+1
     for a in range(scale):
         d = (a + 0.5) / scale - 0.5

@@ -15,10 +15,10 @@ one and say so:
 """
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from dataclasses import asdict, dataclass, fields
+
+from .. import _checks
 
 LOSS_NAMES = ("l1", "mse", "charbonnier")
 SCHEDULES = ("none", "step", "cosine")
@@ -58,23 +58,23 @@ class TrainConfig:
             raise ValueError("TrainConfig needs `steps` or `time_budget` (or both: whichever ends "
                              "first), e.g. TrainConfig(steps=1000)")
         if self.steps is not None:
-            self.steps = _check_int("steps", self.steps, 1)
-        if self.time_budget is not None and not (_is_number(self.time_budget) and self.time_budget > 0):
+            self.steps = _checks.integer("steps", self.steps, 1)
+        if self.time_budget is not None and not (_checks.is_number(self.time_budget) and self.time_budget > 0):
             raise ValueError(f"time_budget must be a positive number of seconds, got {self.time_budget!r}")
-        self.batch_size = _check_int("batch_size", self.batch_size, 1)
-        _check_positive("lr", self.lr)
+        self.batch_size = _checks.integer("batch_size", self.batch_size, 1)
+        _checks.positive("lr", self.lr)
         if (not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2
-                or not all(_is_number(b) and 0 <= b < 1 for b in self.betas)):
+                or not all(_checks.is_number(b) and 0 <= b < 1 for b in self.betas)):
             raise ValueError(f"betas must be two numbers in [0, 1), e.g. (0.9, 0.999); got {self.betas!r}")
         self.betas = tuple(float(b) for b in self.betas)
-        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+        if not (_checks.is_number(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"unknown loss {self.loss!r}; valid losses: {', '.join(LOSS_NAMES)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
         if self.milestones is not None:
-            ms = [_check_int("each milestone", m, 1) for m in self.milestones]
+            ms = [_checks.integer("each milestone", m, 1) for m in self.milestones]
             if ms != sorted(ms):
                 raise ValueError(f"milestones must be increasing step numbers, got {self.milestones!r}")
             self.milestones = ms
@@ -85,24 +85,24 @@ class TrainConfig:
         if self.schedule == "cosine" and self.steps is None:
             raise ValueError("schedule='cosine' decays to min_lr at `steps`, but only a time_budget was "
                              "given: also set `steps` (the schedule's horizon) or use schedule='none'")
-        _check_positive("gamma", self.gamma)
-        if not (_is_number(self.min_lr) and 0 <= self.min_lr <= self.lr):
+        _checks.positive("gamma", self.gamma)
+        if not (_checks.is_number(self.min_lr) and 0 <= self.min_lr <= self.lr):
             raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr!r}")
-        self.warmup_steps = _check_int("warmup_steps", self.warmup_steps, 0)
+        self.warmup_steps = _checks.integer("warmup_steps", self.warmup_steps, 0)
         if self.schedule == "cosine" and self.warmup_steps >= self.steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) must be smaller than steps ({self.steps})")
         if not (self.amp is True or self.amp is False or self.amp == "bf16"):
             raise ValueError(f"amp must be False, True (bf16 autocast on CUDA) or 'bf16' (bf16 autocast "
                              f"on any device, CPU included); got {self.amp!r}")
         if self.grad_clip is not None:
-            _check_positive("grad_clip", self.grad_clip)
-        if self.ema is not None and not (_is_number(self.ema) and 0 < self.ema < 1):
+            _checks.positive("grad_clip", self.grad_clip)
+        if self.ema is not None and not (_checks.is_number(self.ema) and 0 < self.ema < 1):
             raise ValueError(f"ema is a decay in (0, 1) such as 0.999 (or None for no EMA), got {self.ema!r}")
-        self.val_every = _check_int("val_every", self.val_every, 0)
-        self.log_every = _check_int("log_every", self.log_every, 1)
-        self.ckpt_every = _check_int("ckpt_every", self.ckpt_every, 0)
-        self.seed = _check_int("seed", self.seed, 0)
-        self.num_workers = _check_int("num_workers", self.num_workers, 0)
+        self.val_every = _checks.integer("val_every", self.val_every, 0)
+        self.log_every = _checks.integer("log_every", self.log_every, 1)
+        self.ckpt_every = _checks.integer("ckpt_every", self.ckpt_every, 0)
+        self.seed = _checks.integer("seed", self.seed, 0)
+        self.num_workers = _checks.integer("num_workers", self.num_workers, 0)
         if self.ckpt_path is not None:          # keep the config JSON-able: str, not Path
             self.ckpt_path = os.fspath(self.ckpt_path)
         if self.device is not None:             # a torch.device becomes its name
@@ -123,16 +123,3 @@ class TrainConfig:
         return cls(**d)
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(name: str, value) -> None:
-    if not (_is_number(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
