@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from .. import _checks
 from .images import load_image, to_tensor
-from .patches import dihedral, make_lr
+from .patches import dihedral, draw_crop, draw_dihedral, make_lr
 from .resize import imresize
 
 __all__ = ["BENCHMARK_SETS", "LR_MARGIN", "div2k_train_dir", "div2k_train_images", "benchmark_dir",
@@ -193,16 +193,9 @@ class HRPatchDataset(Dataset):
 
     def crop_params(self, i: int) -> dict:
         """Where item ``i`` comes from: ``{"image", "name", "top", "left", "k"}`` (LR corner, dihedral k)."""
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"dataset indices are integers, got {type(i).__name__}")
-        if not -self.length <= i < self.length:
-            raise IndexError(f"index {i} out of range for a dataset of length {self.length}")
-        rng = np.random.default_rng([self.seed, int(i) % self.length])
-        j = int(rng.integers(len(self.images)))
-        h, w = (d // self.scale for d in self.images[j].shape[:2])   # the LR grid of the mod-cropped image
-        top, left = int(rng.integers(h - self.lr_patch + 1)), int(rng.integers(w - self.lr_patch + 1))
-        k = int(rng.integers(8)) if self.augment else 0
-        return {"image": j, "name": self.names[j], "top": top, "left": left, "k": k}
+        sizes = [(im.shape[0] // self.scale, im.shape[1] // self.scale) for im in self.images]   # the LR grid
+        rng, c = draw_crop(self.seed, i, self.length, sizes, self.lr_patch)
+        return {**c, "name": self.names[c["image"]], "k": draw_dihedral(rng, self.augment)}
 
     def patch(self, j: int, top: int, left: int) -> tuple[np.ndarray, np.ndarray]:
         """The uint8 ``(lr, hr)`` patch with LR corner ``(top, left)`` of image ``j`` (no augmentation)."""

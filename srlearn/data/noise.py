@@ -21,7 +21,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .images import get_image, list_images, to_tensor
-from .patches import _center_crop, dihedral
+from .patches import _center_crop, dihedral, draw_crop, draw_dihedral
 
 __all__ = ["add_gaussian_noise", "NoisyPatchDataset", "noisy_validation_pairs"]
 
@@ -86,16 +86,8 @@ class NoisyPatchDataset(Dataset):
 
     def _draw(self, i: int):
         """Item ``i``'s crop parameters and its generator, positioned to draw the noise next."""
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"dataset indices are integers, got {type(i).__name__}")
-        if not -self.length <= i < self.length:
-            raise IndexError(f"index {i} out of range for a dataset of length {self.length}")
-        rng = np.random.default_rng([self.seed, int(i) % self.length])
-        j = int(rng.integers(len(self.images)))
-        h, w = self.images[j].shape[:2]
-        top, left = int(rng.integers(h - self.patch + 1)), int(rng.integers(w - self.patch + 1))
-        k = int(rng.integers(8)) if self.augment else 0
-        return {"image": j, "name": self.names[j], "top": top, "left": left, "k": k}, rng
+        rng, c = draw_crop(self.seed, i, self.length, [im.shape[:2] for im in self.images], self.patch)
+        return {**c, "name": self.names[c["image"]], "k": draw_dihedral(rng, self.augment)}, rng
 
     def __getitem__(self, i: int):
         c, rng = self._draw(i)

@@ -18,7 +18,8 @@ from .. import _checks
 from .images import get_image, list_images, modcrop, to_tensor
 from .resize import imresize
 
-__all__ = ["dihedral", "dihedral_inverse", "make_lr", "paired_crop", "PairedPatchDataset", "validation_pairs"]
+__all__ = ["dihedral", "dihedral_inverse", "make_lr", "paired_crop", "PairedPatchDataset", "validation_pairs",
+           "draw_crop", "draw_dihedral"]
 
 
 def _axes(img):
@@ -98,6 +99,34 @@ def make_lr(hr: np.ndarray, scale: int, mode: str = "uint8"):
     return hr, lr
 
 
+def draw_crop(seed: int, i, length: int, sizes, patch: int, margin: int = 0):
+    """The patch sampler every training dataset shares: item ``i`` of a dataset of ``length`` items drawn
+    from images of ``sizes`` (``[(h, w), ...]``, in the grid the corner is chosen in, e.g. LR pixels).
+
+    All randomness comes from ``numpy.random.default_rng([seed, i])``, in this order: the image, uniformly
+    (not by area, so one large photograph does not dominate small textures); the corner, uniformly among
+    positions that keep a ``patch`` square ``margin`` pixels inside the image. An item therefore depends
+    only on ``(seed, i)``: the same in every epoch, DataLoader worker and process. Returns
+    ``(rng, {"image", "top", "left"})``; the caller draws what else it needs from ``rng`` (a reference
+    level, noise) and then the dihedral transform with :func:`draw_dihedral`.
+    """
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+        raise TypeError(f"dataset indices are integers, got {type(i).__name__}")
+    if not -length <= i < length:
+        raise IndexError(f"index {i} out of range for a dataset of length {length}")
+    rng = np.random.default_rng([seed, int(i) % length])
+    j = int(rng.integers(len(sizes)))
+    h, w = sizes[j]
+    top = int(rng.integers(margin, h - patch - margin + 1))
+    left = int(rng.integers(margin, w - patch - margin + 1))
+    return rng, {"image": j, "top": top, "left": left}
+
+
+def draw_dihedral(rng: np.random.Generator, augment: bool) -> int:
+    """The dihedral transform of an item (one of 8, uniformly), or 0 (identity) without augmentation."""
+    return int(rng.integers(8)) if augment else 0
+
+
 def paired_crop(lr: np.ndarray, hr: np.ndarray, top: int, left: int, lr_patch: int, scale: int):
     """The LR crop ``lr[top:top+p, left:left+p]`` and the HR crop at the same place,
     ``hr[s*top : s*(top+p), s*left : s*(left+p)]``: the corner is chosen in LR and multiplied by the scale
@@ -168,18 +197,8 @@ class PairedPatchDataset(Dataset):
 
     def crop_params(self, i: int) -> dict:
         """Where item ``i`` comes from: ``{"image", "name", "top", "left", "k"}`` (LR corner, dihedral k)."""
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"dataset indices are integers, got {type(i).__name__}")
-        if not -self.length <= i < self.length:
-            raise IndexError(f"index {i} out of range for a dataset of length {self.length}")
-        i = int(i) % self.length
-        rng = np.random.default_rng([self.seed, i])
-        j = int(rng.integers(len(self.lr)))
-        h, w = self.lr[j].shape[:2]
-        top = int(rng.integers(h - self.lr_patch + 1))
-        left = int(rng.integers(w - self.lr_patch + 1))
-        k = int(rng.integers(8)) if self.augment else 0
-        return {"image": j, "name": self.names[j], "top": top, "left": left, "k": k}
+        rng, c = draw_crop(self.seed, i, self.length, [lr.shape[:2] for lr in self.lr], self.lr_patch)
+        return {**c, "name": self.names[c["image"]], "k": draw_dihedral(rng, self.augment)}
 
     def __getitem__(self, i: int):
         c = self.crop_params(i)

@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 
 from .. import _checks
 from .images import get_image, list_images, load_image, modcrop, to_tensor
-from .patches import dihedral, make_lr
+from .patches import dihedral, draw_crop, draw_dihedral, make_lr
 
 __all__ = ["LEVELS", "LEVEL_NAMES", "make_reference", "RefPairDataset", "reference_pairs", "fit_reference",
            "pil_bicubic_down", "cufed5_pairs"]
@@ -211,25 +211,16 @@ class RefPairDataset(Dataset):
         return self.length
 
     def _draw(self, i: int):
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"dataset indices are integers, got {type(i).__name__}")
-        if not -self.length <= i < self.length:
-            raise IndexError(f"index {i} out of range for a dataset of length {self.length}")
-        i = int(i) % self.length
-        rng = np.random.default_rng([self.seed, i])
-        j = int(rng.integers(len(self.hr)))
         m = -(-self.shift // self.scale)                      # LR margin covering `shift` HR px
-        h, w = self.lr[j].shape[:2]
-        top = int(rng.integers(m, h - self.lr_patch - m + 1))
-        left = int(rng.integers(m, w - self.lr_patch - m + 1))
+        rng, c = draw_crop(self.seed, i, self.length, [lr.shape[:2] for lr in self.lr], self.lr_patch, margin=m)
+        j = c["image"]
         level = self.levels[int(rng.choice(len(self.levels), p=self.weights))]
         other = None
         if level == "XL":
             other = int(rng.integers(len(self.hr) - 1))
             other += other >= j                                # any image but j
-        k = int(rng.integers(8)) if self.augment else 0
-        return rng, {"image": j, "name": self.names[j], "top": top, "left": left, "level": level,
-                     "other": other, "k": k}
+        k = draw_dihedral(rng, self.augment)
+        return rng, {**c, "name": self.names[j], "level": level, "other": other, "k": k}
 
     def params(self, i: int) -> dict:
         """What item ``i`` is made of: image, LR window, level, dihedral k, and the reference's parameters."""
