@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,3 +104,52 @@ def normal_mode(path) -> None:
         os.chmod(path, base & ~current_umask())
     except OSError:   # e.g. a file system without modes: keep what mkstemp gave
         pass
+
+
+def atomic_write(path, data, *, fsync: bool = False, suffix: str = ".tmp") -> Path:
+    """Write ``data`` to ``path`` so that ``path`` is either the old file or the whole new one, never a part.
+
+    ``data`` is ``str`` (written as UTF-8), ``bytes``, or a function ``write(fileobj)`` that writes into a
+    binary file object (``torch.save``, ``PIL.Image.save``). The bytes go to a temporary sibling
+    (``.<name>.<pid>.*<suffix>``, removed on failure; one left by a killed process is removed by the next
+    write to the same name), which gets the process's normal file mode and then replaces ``path``
+    (``os.replace``: atomic on POSIX and Windows within one file system). ``fsync=True`` also flushes the
+    file and its folder to disk (checkpoints). The package's one way to write a file it makes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(path.parent, path.name, suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, str):
+                f.write(data.encode("utf-8"))
+            elif isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            elif callable(data):
+                data(f)
+            else:
+                raise TypeError(f"atomic_write writes str, bytes or a function of a file object, got {type(data).__name__}")
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        normal_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if fsync:
+        try:
+            dfd = os.open(path.parent, os.O_RDONLY)
+        except OSError:
+            return path
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+    return path

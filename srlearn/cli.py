@@ -198,10 +198,8 @@ def _cmd_evaluate(args) -> int:
         doc = {"images": [{k: im[k] for k in ("name", "psnr", "ssim")} for im in res["images"]],
                "mean": res["mean"], "protocol": res["protocol"], "model": name,
                "baseline": {"images": base["images"], "mean": base["mean"]}}
-        path = Path(args.json)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(doc, indent=1, default=float))
-        os.replace(tmp, path)
+        from ._files import atomic_write
+        atomic_write(Path(args.json), json.dumps(doc, indent=1, default=float))
     return 0
 
 

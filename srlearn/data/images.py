@@ -12,14 +12,13 @@ from __future__ import annotations
 import functools
 import numbers
 import os
-import tempfile
 import warnings
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from .. import _checks
+from .. import _checks, _files
 
 __all__ = ["load_image", "save_image", "modcrop", "to_tensor", "to_uint8",
            "texture", "TEXTURE_KINDS", "list_images", "get_image"]
@@ -87,16 +86,7 @@ def save_image(path, img: np.ndarray) -> None:
                         f"{getattr(img, 'dtype', type(img).__name__)} - use to_uint8(tensor) for tensors")
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)) or img.shape[0] < 1 or img.shape[1] < 1:
         raise ValueError(f"save_image needs an HxW or HxWx3 image, got shape {img.shape}")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(img)).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    _files.atomic_write(path, lambda f: Image.fromarray(np.ascontiguousarray(img)).save(f, format="PNG"))
 
 
 # --------------------------------------------------------------------------- arrays

@@ -220,14 +220,7 @@ def device_name(dev: torch.device) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    _files.remove_orphans(path.parent, path.name, ".tmp")
-    tmp = path.with_name(f"{_files.temp_prefix(path.name)}tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _files.atomic_write(path, text)
 
 
 def default_ckpt_every(steps: int) -> int:

@@ -7,6 +7,8 @@ import math
 import os
 from pathlib import Path
 
+from .. import _files
+
 #: The README's generated block lies between these two lines.
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 #: Modes whose results are smoke tests, not results: never listed in the README.
@@ -111,9 +113,7 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> Path:
     for f in figures:
         lines += ["", f"![{f}]({f})"]
     path = out / "report.md"
-    tmp = path.with_name(f".report.md.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    _files.atomic_write(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -225,7 +225,5 @@ def write_readme(readme: str | os.PathLike, root: str | os.PathLike) -> bool:
         return False
     start, end = text.find(README_START), text.find(README_END)
     updated = text[:start + len(README_START)] + "\n" + new + "\n" + text[end:]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(updated)
-    os.replace(tmp, path)
+    _files.atomic_write(path, updated)
     return True

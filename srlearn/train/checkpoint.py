@@ -28,10 +28,8 @@ free space. Every load maps to ``map_location`` (CPU by default) so a GPU checkp
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -49,28 +47,16 @@ def save_checkpoint(path, **state) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "version": FORMAT_VERSION, **state}
-    _files.remove_orphans(path.parent, path.name, ".tmp")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_files.temp_prefix(path.name), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            try:
-                torch.save(state, f)
-            except RuntimeError as e:   # torch's zip writer reports a full disk as "unexpected pos ..."
-                raise OSError(f"could not write checkpoint {str(path)!r} ({e}); "
-                              f"{_free_space(path.parent)}. The previous checkpoint, if any, is unchanged: "
-                              f"free some space or write elsewhere, then run again to resume") from e
-            f.flush()
-            os.fsync(f.fileno())
-        _files.normal_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+
+    def write(f):
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
+            torch.save(state, f)
+        except RuntimeError as e:   # torch's zip writer reports a full disk as "unexpected pos ..."
+            raise OSError(f"could not write checkpoint {str(path)!r} ({e}); "
+                          f"{_free_space(path.parent)}. The previous checkpoint, if any, is unchanged: "
+                          f"free some space or write elsewhere, then run again to resume") from e
+
+    return _files.atomic_write(path, write, fsync=True)
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -269,15 +255,3 @@ def load_model(path, map_location="cpu") -> nn.Module:
     return model.eval()
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
