@@ -15,13 +15,15 @@ from ._env import device, mode, seed_everything
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "device", "mode", "seed_everything",
-           "data", "metrics", "nn", "models", "train", "experiments", "viz"]
+__all__ = ["__version__", "device", "mode", "seed_everything", "load_pretrained",
+           "data", "metrics", "nn", "models", "train", "experiments", "viz", "weights"]
 
-_SUBMODULES = {"data", "metrics", "nn", "models", "train", "experiments", "viz", "bench", "cli"}
+_SUBMODULES = {"data", "metrics", "nn", "models", "train", "experiments", "viz", "bench", "cli", "weights"}
 
 
 def __getattr__(name):  # PEP 562: srlearn.models etc. on first use
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "load_pretrained":   # the shipped weights (srlearn/weights.py), loaded on first use
+        return importlib.import_module(f"{__name__}.weights").load_pretrained
     raise AttributeError(f"module 'srlearn' has no attribute {name!r}")

@@ -3,8 +3,12 @@
     srlearn list                                   models, presets, experiments, benchmarks, datasets
     srlearn doctor                                 torch, device, GPU, torchvision, data cache
     srlearn replicate NAME|all --mode quick|full|auto [--seeds N] --out DIR
-    srlearn evaluate (--model NAME | --checkpoint PATH) --images HR_DIR [--lr LR_DIR] --scale S [--json FILE]
+    srlearn evaluate (--model NAME | --checkpoint PATH | --weights EXPERIMENT/ARM) --images HR_DIR [--lr LR_DIR]
+                     --scale S [--json FILE]
     srlearn bench NAME [--device cpu|cuda] [--quick]
+    srlearn campaign --device cuda --budget-seconds 480 --out results/ [--export-weights data/weights]
+    srlearn campaign --rehearse --out DIR          the same path on a CPU, a few steps
+    srlearn weights export RESULTS_DIR ... [--out data/weights]
 """
 from __future__ import annotations
 
@@ -106,10 +110,17 @@ def _cmd_evaluate(args) -> int:
     from .train import load_model
     if args.scale < 1:
         raise SystemExit(f"error: --scale must be a positive integer, got {args.scale}")
-    if args.checkpoint:
-        model = load_model(args.checkpoint)
+    if args.checkpoint or args.weights:
+        if args.weights:
+            from .weights import load_pretrained
+            if args.weights.count("/") != 1:
+                raise SystemExit(f"error: --weights takes EXPERIMENT/ARM (e.g. san-attention/soca), got {args.weights!r}")
+            model = load_pretrained(*args.weights.split("/"))
+        else:
+            model = load_model(args.checkpoint)
         if getattr(model, "scale", args.scale) != args.scale:
-            raise SystemExit(f"error: the checkpoint is a ×{model.scale} model but --scale is {args.scale}")
+            raise SystemExit(f"error: the {'weights are' if args.weights else 'checkpoint is'} a ×{model.scale} "
+                             f"model but --scale is {args.scale}")
     else:
         model = build(args.model, args.preset, scale=args.scale)
     hr_files = _list_images(Path(args.images))
@@ -126,7 +137,7 @@ def _cmd_evaluate(args) -> int:
         pairs.append((f.stem, lr, hr))
     res = evaluate_model(model, pairs, args.scale)
     base = evaluate_model(build("bicubic", scale=args.scale), pairs, args.scale) if args.model != "bicubic" else res
-    name = args.checkpoint or f"{args.model}/{args.preset}"
+    name = args.checkpoint or (f"weights {args.weights}" if args.weights else f"{args.model}/{args.preset}")
     print(f"protocol: {protocol(args.scale)}")
     print(f"{'image':24s} {'bicubic PSNR':>12s} {'SSIM':>7s}   {'model PSNR':>10s} {'SSIM':>7s}")
     for b, m in zip(base["images"], res["images"]):
@@ -154,6 +165,33 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_campaign(args) -> int:
+    from .experiments.campaign import run_campaign
+    names = [n for n in (args.experiments or "").split(",") if n] or None
+    info = run_campaign(args.out, device=args.device, budget_seconds=args.budget_seconds, seeds=args.seeds,
+                        experiments=names, workers=args.workers, rehearse=args.rehearse, amp=args.amp,
+                        presets=args.presets, run_gpu_tests=not args.no_gpu_tests,
+                        export_weights=args.export_weights, max_steps=args.max_steps,
+                        loader_workers=args.loader_workers)
+    failed = [n for n, e in info["experiments"].items() if not e.get("ok")]
+    if failed:
+        print(f"experiments that did not finish: {', '.join(failed)} (see {Path(args.out) / 'campaign.md'})",
+              file=sys.stderr)
+    return 1 if failed or not info["archive"]["within_limit"] else 0
+
+
+def _cmd_weights(args) -> int:
+    from .weights import MAX_TOTAL_BYTES, export_weights, weights_dir
+    dest = Path(args.out) if args.out else weights_dir()
+    man = export_weights(args.results, dest, seed=args.seed, max_total_bytes=int(args.max_mb * 1e6) if args.max_mb
+                         else MAX_TOTAL_BYTES)
+    for e in man["weights"]:
+        print(f"  {e['experiment']}/{e['arm']:18s} {e['dtype']:8s} {e['bytes'] / 1e3:8.0f} kB  PSNR {e['psnr']:.3f} dB "
+              f"({e['baseline']['name']} {e['baseline']['psnr']:.3f}), {e['steps']} steps on {e['device']}")
+    print(f"{len(man['weights'])} files, {man['total_bytes'] / 1e6:.2f} MB -> {dest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="srlearn", description="Learn super-resolution papers by building them.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -172,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = e.add_mutually_exclusive_group(required=True)
     g.add_argument("--model", help="a registered model name (e.g. bicubic)")
     g.add_argument("--checkpoint", help="a checkpoint written by srlearn training")
+    g.add_argument("--weights", help="shipped weights EXPERIMENT/ARM (data/weights, see data/README.md)")
     e.add_argument("--preset", default="paper", help="preset for --model (default: paper)")
     e.add_argument("--images", required=True, help="folder of HR images")
     e.add_argument("--lr", default=None, help="folder of LR images (default: made with MATLAB uint8 bicubic)")
@@ -183,6 +222,34 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu")
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.set_defaults(fn=_cmd_bench)
+    c = sub.add_parser("campaign", help="every experiment, >= 3 seeds, sized to a time budget (one GPU lease)")
+    c.add_argument("--device", default="cuda", help="cuda (default), cuda:1, cpu")
+    c.add_argument("--budget-seconds", type=float, default=480, help="wall-clock budget of the whole command")
+    c.add_argument("--out", default="results", help="output folder (default: results)")
+    c.add_argument("--seeds", type=int, default=3)
+    c.add_argument("--experiments", default=None, help="comma-separated names (default: every registered one)")
+    c.add_argument("--workers", type=int, default=None,
+                   help="worker processes sharing the device (default: min(8, cores/2) on CUDA, 1 on a CPU)")
+    c.add_argument("--amp", default=False, nargs="?", const="bf16", choices=["bf16"],
+                   help="bf16 autocast (off by default: not yet shown to leave PSNR within 0.01 dB)")
+    c.add_argument("--presets", choices=["own", "budget"], default="own",
+                   help="own: the arms' own (small) presets (default); budget: the full budget's presets")
+    c.add_argument("--max-steps", type=int, default=None, help="cap the steps of every run")
+    c.add_argument("--loader-workers", type=int, default=0, help="DataLoader workers per run (default 0)")
+    c.add_argument("--no-gpu-tests", action="store_true", help="skip `pytest -m gpu`")
+    c.add_argument("--export-weights", default=None, metavar="DIR",
+                   help="also write the seed-0 weights and manifest there (e.g. data/weights)")
+    c.add_argument("--rehearse", action="store_true",
+                   help="the same path on the CPU with the quick budgets and a few steps")
+    c.set_defaults(fn=_cmd_campaign)
+    w = sub.add_parser("weights", help="shipped weights: export RESULTS_DIR ...")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    we = wsub.add_parser("export", help="seed-0 weights of every arm of results folders, with a manifest")
+    we.add_argument("results", nargs="+", help="folders holding results.json and checkpoints/")
+    we.add_argument("--out", default=None, help="destination (default: data/weights or $SRLEARN_WEIGHTS)")
+    we.add_argument("--seed", type=int, default=0)
+    we.add_argument("--max-mb", type=float, default=None, help="size limit of all files (default 25 MB)")
+    we.set_defaults(fn=_cmd_weights)
     return p
 
 

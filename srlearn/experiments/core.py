@@ -180,9 +180,11 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = None, device=None,
-            progress: bool = True, train_images=None, val_pairs=None) -> dict:
-    """Train one arm for one seed (or reuse its finished checkpoint) and evaluate it on the held-out pairs."""
-    budget = exp.budgets[mode]
+            progress: bool = True, train_images=None, val_pairs=None, budget: Budget | None = None) -> dict:
+    """Train one arm for one seed (or reuse its finished checkpoint) and evaluate it on the held-out pairs.
+
+    ``budget`` replaces ``exp.budgets[mode]`` (e.g. the campaign's steps sized to a time budget)."""
+    budget = budget if budget is not None else exp.budgets[mode]
     dev = _env.device(device) if not isinstance(device, torch.device) else device
     _env.seed_everything(seed)
     preset = budget.preset or arm.preset
@@ -261,16 +263,18 @@ def verdict(rows: list[dict], comparison: Comparison) -> dict:
 
 
 def run(name: str, mode: str | None = None, seeds: int | None = None, out: str | os.PathLike | None = None,
-        device=None, progress: bool = True, arms: list[str] | None = None) -> dict:
+        device=None, progress: bool = True, arms: list[str] | None = None, budget: Budget | None = None) -> dict:
     """Run experiment ``name`` in ``mode`` (default: :func:`srlearn.mode`) and return the results dict.
 
     With ``out``, results.json / report.md / checkpoints are written there (reused on a re-run).
+    ``budget`` replaces the mode's budget (``srlearn campaign`` passes the mode's budget with its steps
+    sized to the time it has); ``results.json`` records the budget that was used.
     """
     exp = get_experiment(name)
     mode = _env.mode(mode)
     if mode not in exp.budgets:
         raise ValueError(f"experiment {name!r} has no {mode!r} budget; modes: {list(exp.budgets)}")
-    budget = exp.budgets[mode]
+    budget = budget if budget is not None else exp.budgets[mode]
     n_seeds = int(seeds or budget.seeds)
     if n_seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
@@ -284,7 +288,7 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
     baseline = evaluate_model(_baseline_model(exp), pairs, exp.scale, torch.device("cpu"), crop=exp.crop,
                               y_only=exp.y_only)
     chosen = [exp.arm(a) for a in arms] if arms else exp.arms
-    rows = [run_arm(exp, arm, seed, mode, out_dir, dev, progress, train_names, pairs)
+    rows = [run_arm(exp, arm, seed, mode, out_dir, dev, progress, train_names, pairs, budget=budget)
             for arm in chosen for seed in range(n_seeds)]
     # the baseline is deterministic: one row per seed with zero spread, so verdicts against it work
     base_rows = [{"arm": exp.baseline_name, "seed": s, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
