@@ -172,7 +172,7 @@ def _cmd_campaign(args) -> int:
                         experiments=names, workers=args.workers, rehearse=args.rehearse, amp=args.amp,
                         presets=args.presets, run_gpu_tests=not args.no_gpu_tests,
                         export_weights=args.export_weights, max_steps=args.max_steps,
-                        loader_workers=args.loader_workers)
+                        loader_workers=args.loader_workers, base_mode=args.base_mode)
     failed = [n for n, e in info["experiments"].items() if not e.get("ok")]
     if failed:
         print(f"experiments that did not finish: {', '.join(failed)} (see {Path(args.out) / 'campaign.md'})",
@@ -234,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16 autocast (off by default: not yet shown to leave PSNR within 0.01 dB)")
     c.add_argument("--presets", choices=["own", "budget"], default="own",
                    help="own: the arms' own (small) presets (default); budget: the full budget's presets")
-    c.add_argument("--max-steps", type=int, default=None, help="cap the steps of every run")
+    c.add_argument("--max-steps", type=int, default=None,
+                   help="the most steps of any run (default: the base mode's budget steps)")
+    c.add_argument("--base-mode", choices=["quick", "full"], default=None,
+                   help="whose budgets (batch, patches, lr) to size: full (default), quick (--rehearse, small CPUs)")
     c.add_argument("--loader-workers", type=int, default=0, help="DataLoader workers per run (default 0)")
     c.add_argument("--no-gpu-tests", action="store_true", help="skip `pytest -m gpu`")
     c.add_argument("--export-weights", default=None, metavar="DIR",

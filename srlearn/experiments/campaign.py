@@ -355,28 +355,35 @@ def run_campaign(out: str | os.PathLike, device: str = "cuda", budget_seconds: f
         arms = [(n, a.name) for n in names for a in core.get_experiment(n).arms]
         args = (base_mode, device, presets, probe_steps, amp)
         futures = [pool.submit(_probe, n, a, *args) for n, a in arms]
-        probes = [f.result(timeout=max(1.0, deadline - time.time())) for f in futures]
+        probes = [_result(f, deadline - 0.5 * budget_seconds, {"experiment": n, "arm": a, "ok": False})
+                  for f, (n, a) in zip(futures, arms)]
         # then the first arm alone on a warm worker: concurrent vs solo seconds per step
-        solo = pool.submit(_probe, *arms[0], *args).result(timeout=max(1.0, deadline - time.time()))
+        solo = _result(pool.submit(_probe, *arms[0], *args), deadline - 0.4 * budget_seconds, {"ok": False})
         phase("probe", t0)
         info["probe"] = {"steps": list(probe_steps), "solo": solo, "arms": probes}
-        if solo.get("ok") and probes[0].get("ok"):
+        if workers > 1 and solo.get("ok") and probes[0].get("ok"):
             info["probe"]["concurrency_gain"] = round(workers * solo["seconds_per_step"] / probes[0]["seconds_per_step"], 2)
         log("probe: " + ", ".join(f"{p['experiment']}/{p['arm']} {1e3 * p['seconds_per_step']:.1f} ms/step"
                                   if p.get("ok") else f"{p['experiment']}/{p['arm']} FAILED" for p in probes))
 
         # 3. plan
         t_plan = time.time()
-        assemble_reserve = max(5.0, 0.08 * budget_seconds) + (0.04 * budget_seconds)
-        train_seconds = deadline - t_plan - assemble_reserve
         ok = {(p["experiment"], p["arm"]): p for p in probes if p.get("ok")}
+        # after training: assembly (in parallel per experiment: every run evaluated again), the weights
+        # (two evaluations per arm, here) and the archive; a probe's fixed seconds hold about two evaluations
+        fixed = {k: p["fixed_seconds"] for k, p in ok.items()}
+        per_exp = [sum(v for (n, _), v in fixed.items() if n == name) for name in names]
+        assemble_reserve = max(0.05 * budget_seconds,
+                               10.0 + (max(per_exp) if per_exp else 0) * seeds / 2 + sum(fixed.values()))
+        info["assemble_reserve_seconds"] = round(assemble_reserve, 1)
+        train_seconds = deadline - t_plan - assemble_reserve
         costs, caps = {}, {}
         for n in names:
             exp_arms = [a.name for a in core.get_experiment(n).arms]
             if all((n, a) in ok for a in exp_arms):
                 costs[n] = [(ok[(n, a)]["seconds_per_step"], ok[(n, a)]["fixed_seconds"] * (1 + (N_VAL - 1) / 2))
                             for a in exp_arms]
-                caps[n] = min(core.get_experiment(n).budgets[base_mode].steps, max_steps or 10**9)
+                caps[n] = int(max_steps) if max_steps else core.get_experiment(n).budgets[base_mode].steps
             else:
                 bad = [p for p in probes if p["experiment"] == n and not p.get("ok")]
                 info["experiments"][n] = {"ok": False, "error": "probe failed: " + "; ".join(
@@ -456,8 +463,8 @@ def run_campaign(out: str | os.PathLike, device: str = "cuda", budget_seconds: f
                 info["experiments"][n].update(ok=False, error="no run finished")
                 continue
             futures[pool.submit(_assemble, n, base_mode, device, str(out / n), k, keep, budgets[n])] = n
-        for f in futures:
-            r = f.result(timeout=max(1.0, deadline + 60 - time.time()))
+        for f, n in futures.items():
+            r = _result(f, deadline - 0.5 * assemble_reserve, {"experiment": n, "ok": False})
             if not r["ok"]:
                 info["experiments"][r["experiment"]].update(ok=False, error=r["error"])
         phase("assemble", t0)
@@ -479,10 +486,11 @@ def run_campaign(out: str | os.PathLike, device: str = "cuda", budget_seconds: f
     if done_dirs:
         from ..weights import export_weights as _export
         try:
-            man = _export(done_dirs, out / "weights", note="campaign" + (" rehearsal" if rehearse else ""))
+            note = "campaign" + (" rehearsal" if rehearse else "")
+            man = _export(done_dirs, out / "weights", note=note, device=dev)
             info["weights"] = {"dir": "weights", "files": len(man["weights"]), "total_bytes": man["total_bytes"]}
             if export_weights is not None:
-                man2 = _export(done_dirs, export_weights, note="campaign" + (" rehearsal" if rehearse else ""))
+                man2 = _export(done_dirs, export_weights, note=note, device=dev)
                 info["weights"]["exported_to"] = str(export_weights)
                 info["weights"]["exported_bytes"] = man2["total_bytes"]
         except Exception as e:  # noqa: BLE001 - results are kept even if the weights cannot be exported
@@ -498,6 +506,15 @@ def run_campaign(out: str | os.PathLike, device: str = "cuda", budget_seconds: f
         f"{info['archive']['bytes'] / 2**20:.2f} MiB" + ("" if info["archive"]["weights_included"] else
                                                          " (weights left out: over the limit)"))
     return info
+
+
+def _result(future, until: float, failed: dict) -> dict:
+    """``future.result()`` waiting at most until the time ``until`` (at least 1 s); a failure dict instead."""
+    try:
+        return future.result(timeout=max(1.0, until - time.time()))
+    except Exception as e:  # noqa: BLE001 - a timeout or a dead worker: recorded, the campaign goes on
+        future.cancel()
+        return {**failed, "error": f"{type(e).__name__}: {e}" if str(e) else type(e).__name__}
 
 
 def _stamp_results(rdir: Path, info: dict, e: dict) -> None:
