@@ -55,7 +55,8 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-_FIX = ("restore the shipped files (`git checkout -- data/weights`), or make new ones: "
+_FIX = ("restore the shipped files (`git checkout -- data/weights`; an installed srlearn has none: point "
+        "SRLEARN_WEIGHTS at a checkout's data/weights), or make new ones: "
         "`srlearn campaign --device cuda --budget-seconds 480 --out results --export-weights data/weights` "
         "(or `srlearn weights export results/EXPERIMENT ... --out data/weights`)")
 
