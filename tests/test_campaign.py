@@ -131,3 +131,23 @@ def test_rehearsal_runs_the_campaign_path_on_the_cpu(tmp_path):
             "results/weights/manifest.json", "results/weights/srdensenet-variants/all.pt"} <= names
     manifest = json.loads((out / "weights" / "manifest.json").read_text())
     assert len(manifest["weights"]) == 1 + 5 and all(w["seed"] == 0 for w in manifest["weights"])
+
+
+# ------------------------------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+def test_a_campaign_run_trains_and_evaluates_on_cuda(tmp_path):
+    """The campaign's unit of work on the GPU (the campaign runs `pytest -m gpu` first, so this fails early)."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: the campaign's GPU path runs on a GPU machine")
+    from srlearn.train import load_model
+    exp = core.get_experiment("sr-basics")
+    budget = dataclasses.replace(campaign_budget(exp, "full", 3, time_budget=60.0), val_max_size=96)
+    row = core.run_arm(exp, exp.arms[0], 0, "full", tmp_path, "cuda", False, budget=budget)
+    assert row["history"]["last_step"] == 3 and row["history"]["stopped_by"] == "steps"
+    assert np.isfinite(row["psnr"]) and row["psnr"] > 0
+    model = load_model(tmp_path / "checkpoints" / f"{exp.arms[0].name}-seed0.pt")   # a GPU checkpoint opens on the CPU
+    assert next(model.parameters()).device.type == "cpu"
