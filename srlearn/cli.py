@@ -184,7 +184,7 @@ def _cmd_weights(args) -> int:
     from .weights import MAX_TOTAL_BYTES, export_weights, weights_dir
     dest = Path(args.out) if args.out else weights_dir()
     man = export_weights(args.results, dest, seed=args.seed, max_total_bytes=int(args.max_mb * 1e6) if args.max_mb
-                         else MAX_TOTAL_BYTES)
+                         else MAX_TOTAL_BYTES, note=args.note)
     for e in man["weights"]:
         print(f"  {e['experiment']}/{e['arm']:18s} {e['dtype']:8s} {e['bytes'] / 1e3:8.0f} kB  PSNR {e['psnr']:.3f} dB "
               f"({e['baseline']['name']} {e['baseline']['psnr']:.3f}), {e['steps']} steps on {e['device']}")
@@ -252,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     we.add_argument("--out", default=None, help="destination (default: data/weights or $SRLEARN_WEIGHTS)")
     we.add_argument("--seed", type=int, default=0)
     we.add_argument("--max-mb", type=float, default=None, help="size limit of all files (default 25 MB)")
+    we.add_argument("--note", default="", help="how these weights were made, kept in the manifest")
     we.set_defaults(fn=_cmd_weights)
     return p
 

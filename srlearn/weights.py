@@ -218,7 +218,10 @@ def export_weights(results_dirs, dest: str | os.PathLike, seed: int = 0, max_tot
                     "device": res.get("device"), "torch": res.get("torch"), "commit": res.get("commit"),
                     "created": res.get("created"), "scale": exp.scale,
                     "train_data": res.get("train_data", f"offline images ({exp.train_images!r} split)"),
-                    "test_data": res.get("test_data", ", ".join(res.get("validation_images", []))),
+                    "test_data": res.get("test_data", ", ".join(res.get("validation_images", [])) + (
+                        f" (centre crops of at most {budget.val_max_size} px)" if budget.val_max_size else "")),
+                    "budget": {k: res["budget"].get(k) for k in ("steps", "batch_size", "lr_patch", "val_max_size")},
+                    "seeds_in_results": res.get("seeds"),
                     "protocol": res.get("protocol"), "psnr": check["psnr"], "ssim": check["ssim"],
                     "baseline": {"name": res["baseline"].get("arm"), "psnr": res["baseline"]["psnr"],
                                  "ssim": res["baseline"]["ssim"]},
