@@ -186,7 +186,7 @@ def _cmd_weights(args) -> int:
     man = export_weights(args.results, dest, seed=args.seed, max_total_bytes=int(args.max_mb * 1e6) if args.max_mb
                          else MAX_TOTAL_BYTES, note=args.note)
     for e in man["weights"]:
-        print(f"  {e['experiment']}/{e['arm']:18s} {e['dtype']:8s} {e['bytes'] / 1e3:8.0f} kB  PSNR {e['psnr']:.3f} dB "
+        print(f"  {e['experiment'] + '/' + e['arm']:40s} {e['dtype']:8s} {e['bytes'] / 1e3:8.0f} kB  PSNR {e['psnr']:.3f} dB "
               f"({e['baseline']['name']} {e['baseline']['psnr']:.3f}), {e['steps']} steps on {e['device']}")
     print(f"{len(man['weights'])} files, {man['total_bytes'] / 1e6:.2f} MB -> {dest}")
     return 0

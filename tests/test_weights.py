@@ -147,3 +147,30 @@ def test_cli_evaluate_with_weights_and_weights_export(trained, tmp_path, monkeyp
     monkeypatch.setenv("SRLEARN_WEIGHTS", str(tmp_path / "nowhere"))
     assert main(["evaluate", "--weights", f"{EXP}/edsr-mini", "--images", str(tmp_path / "hr"), "--scale", "2"]) == 2
     assert "no weights manifest" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ the shipped weights
+#: arms that are deliberate controls (issue 13: they need not beat the baseline)
+CONTROLS = {("srdensenet-variants", "plain"), ("san-schedule", "released-schedule")}
+
+
+def test_shipped_weights_are_intact_small_and_beat_their_baseline():
+    """data/weights as committed: every file matches its checksum and loads; together <= 25 MB; every arm
+    that is not a deliberate control beats its baseline on the held-out images (as recorded at export)."""
+    from srlearn.weights import MAX_TOTAL_BYTES, weights_dir
+    d = weights_dir()
+    if not (d / "manifest.json").is_file():
+        pytest.skip(f"no shipped weights in {d}")
+    manifest = read_manifest(d)
+    total = (d / "manifest.json").stat().st_size
+    for e in manifest["weights"]:
+        core.get_experiment(e["experiment"]).arm(e["arm"])         # still a registered arm
+        total += (d / e["file"]).stat().st_size
+        model = load_pretrained(e["experiment"], e["arm"], directory=d)   # checksum checked here
+        assert model.pretrained_info["sha256"] == e["sha256"] and not model.training
+        assert abs(e["fp16_delta_psnr"]) <= FP16_TOLERANCE_DB or e["dtype"] == "float32"
+        if (e["experiment"], e["arm"]) not in CONTROLS:
+            assert e["beats_baseline"] and e["psnr"] > e["baseline"]["psnr"], (e["experiment"], e["arm"])
+    assert total <= MAX_TOTAL_BYTES
+    listed = {e["file"] for e in manifest["weights"]}
+    assert {str(p.relative_to(d)) for p in d.rglob("*.pt")} == listed    # no stray or missing files
