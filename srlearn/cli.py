@@ -16,7 +16,10 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
+
+_IMPORTED = time.time()   # `srlearn campaign --budget-seconds` counts from here (torch's import included)
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm")
 
@@ -172,7 +175,7 @@ def _cmd_campaign(args) -> int:
                         experiments=names, workers=args.workers, rehearse=args.rehearse, amp=args.amp,
                         presets=args.presets, run_gpu_tests=not args.no_gpu_tests,
                         export_weights=args.export_weights, max_steps=args.max_steps,
-                        loader_workers=args.loader_workers, base_mode=args.base_mode)
+                        loader_workers=args.loader_workers, base_mode=args.base_mode, started=_IMPORTED)
     failed = [n for n, e in info["experiments"].items() if not e.get("ok")]
     if failed:
         print(f"experiments that did not finish: {', '.join(failed)} (see {Path(args.out) / 'campaign.md'})",

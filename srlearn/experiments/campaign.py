@@ -292,9 +292,12 @@ def run_campaign(out: str | os.PathLike, device: str = "cuda", budget_seconds: f
                  base_mode: str | None = None, amp=False, presets: str = "own", probe_steps: tuple | None = None,
                  min_steps: int | None = None, max_steps: int | None = None, run_gpu_tests: bool = True,
                  export_weights: str | os.PathLike | None = None, loader_workers: int = 0,
-                 archive_limit: int = ARCHIVE_LIMIT, log=print) -> dict:
-    """Run the campaign (see the module's docstring); return the ``campaign.json`` dict."""
-    t_start = time.time()
+                 archive_limit: int = ARCHIVE_LIMIT, log=print, started: float | None = None) -> dict:
+    """Run the campaign (see the module's docstring); return the ``campaign.json`` dict.
+
+    ``started`` (a ``time.time()``) is when the budget began: the CLI passes the moment it was imported, so
+    that importing torch counts too."""
+    t_start = float(started) if started is not None else time.time()
     deadline = t_start + float(budget_seconds)
     import multiprocessing
 
