@@ -29,6 +29,9 @@ The command ends by itself within ``--budget-seconds`` whatever the machine, in 
    ``OUT/weights`` and, with ``export_weights=DIR``, to DIR too; everything but the checkpoints is packed
    into ``OUT/campaign.tar.gz`` (checked: at most 16 MiB, else the weights are left out of it and it says so).
 
+From a copied tree without ``.git`` (a lent GPU machine), set ``SRLEARN_COMMIT=<sha>`` so that the results
+and the weights' manifest name the commit that ran.
+
 Models. The campaign trains the full-mode budgets (batch, patch size, lr, loss, 3 seeds) with the arms' own
 presets (``presets="own"``: MIRNet ``tiny``, not the full budget's 2.65 M-parameter ``mini``): the full
 presets' seed-0 weights alone weigh 42 MB in float16, over the 16 MiB archive and the 25 MB of shipped
@@ -333,7 +336,7 @@ def run_campaign(out: str | os.PathLike, device: str = "cuda", budget_seconds: f
                                      "within 0.01 dB under it" if not amp else "bf16 autocast on (asked for)"}
     info = {"version": 1, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "budget_seconds": budget_seconds,
             "rehearsal": bool(rehearse), "base_mode": base_mode, "seeds": seeds, "workers": workers,
-            "presets": presets, "environment": environment(dev), "amp": amp_state, "commit": core._commit(),
+            "presets": presets, "environment": environment(dev), "amp": amp_state, "commit": _commit(),
             "experiments": {}, "phases": {}}
     log(f"campaign: {len(names)} experiments, {seeds} seeds, {workers} workers on {info['environment']['device']}, "
         f"budget {budget_seconds:.0f} s -> {out}")
@@ -514,6 +517,13 @@ def run_campaign(out: str | os.PathLike, device: str = "cuda", budget_seconds: f
     return info
 
 
+def _commit() -> str:
+    """The checkout's commit; ``$SRLEARN_COMMIT`` where git cannot tell (a copied tree without ``.git``)."""
+    from .core import _commit as git_commit
+    sha = git_commit()
+    return os.environ.get("SRLEARN_COMMIT") or sha if sha == "unknown" else sha
+
+
 def _result(future, until: float, failed: dict) -> dict:
     """``future.result()`` waiting at most until the time ``until`` (at least 1 s); a failure dict instead."""
     try:
@@ -529,6 +539,8 @@ def _stamp_results(rdir: Path, info: dict, e: dict) -> None:
     runs = {(r["arm"], r["seed"]): r for r in e["runs"] if r.get("ok")}
     res["campaign"] = {k: info[k] for k in ("budget_seconds", "rehearsal", "base_mode", "workers", "presets",
                                             "environment", "amp", "commit")}
+    if res.get("commit") == "unknown":     # a tree copied without .git: the commit the caller named
+        res["commit"] = info["commit"]
     res["campaign"].update(steps_planned=e["steps_planned"], time_guard_seconds=e["time_guard_seconds"],
                            gpu_utilisation=info.get("gpu_utilisation"))
     for r in res["runs"]:
