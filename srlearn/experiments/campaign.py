@@ -38,12 +38,15 @@ presets' seed-0 weights alone weigh 42 MB in float16, over the 16 MiB archive an
 weights, and a few hundred steps of them in an 8-minute lease teach nothing. ``presets="budget"`` keeps the
 budget's presets.
 
-Measured here on a CPU only (no GPU has been lent while this was written): the rehearsal. bf16 autocast is
-**off** (``amp=False``): no test has shown yet that it leaves the reported PSNR within 0.01 dB; the knob
-``amp="bf16"`` exists and the report records the state. Training data are **not** kept on the GPU: patches
-are cut on the CPU per item by the experiment's own dataset (the same items as ``srlearn replicate``), one
-dataset per worker process, so ``W`` workers prepare batches in parallel; keeping them on the device would
-need a second, GPU-side data path per dataset kind, which is not written.
+Not yet run on a GPU (none was lent while this was written). Measured on a shared 2-core CPU: the
+rehearsal of all 8 experiments x 3 seeds (2 steps each) took 302 s, two experiments 25-30 s; a one-thread
+CPU campaign (``--device cpu --base-mode quick --seeds 1 --max-steps 5000 --budget-seconds 1500``) ended
+by itself after 991 s with 410-2,000 steps per run. bf16 autocast is **off** (``amp=False``): no test has
+shown yet that it leaves the reported PSNR within 0.01 dB; the knob (``--amp bf16``) exists and the
+report records the state. Training data are **not** kept on the GPU: patches are cut on the CPU per item by
+the experiment's own dataset (the same items as ``srlearn replicate``; 0.16 ms per 48x48 item plus 0.03 ms
+of seeding, measured on that CPU), in each worker process, so ``W`` workers prepare batches in parallel
+while others use the GPU; a GPU-side data path per dataset kind is not written.
 """
 from __future__ import annotations
 
