@@ -44,8 +44,8 @@ CPU campaign (``--device cpu --base-mode quick --seeds 1 --max-steps 5000 --budg
 by itself after 991 s with 410-2,000 steps per run. bf16 autocast is **off** (``amp=False``): no test has
 shown yet that it leaves the reported PSNR within 0.01 dB; the knob (``--amp bf16``) exists and the
 report records the state. Training data are **not** kept on the GPU: patches are cut on the CPU per item by
-the experiment's own dataset (the same items as ``srlearn replicate``; 0.16 ms per 48x48 item plus 0.03 ms
-of seeding, measured on that CPU), in each worker process, so ``W`` workers prepare batches in parallel
+the experiment's own dataset (the same items as ``srlearn replicate``; 0.05 ms per 48x48 item plus 0.014 ms
+of per-item seeding, 0.10 ms before the loop seeded only the CPU generator; measured on that CPU), in each worker process, so ``W`` workers prepare batches in parallel
 while others use the GPU; a GPU-side data path per dataset kind is not written.
 """
 from __future__ import annotations
