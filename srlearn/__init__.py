@@ -15,10 +15,11 @@ from ._env import device, mode, seed_everything
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "device", "mode", "seed_everything",
-           "data", "metrics", "nn", "models", "train", "experiments", "viz"]
+__all__ = ["__version__", "device", "mode", "seed_everything", "load_pretrained",
+           "data", "metrics", "nn", "models", "train", "experiments", "viz", "weights"]
 
-_SUBMODULES = {"data", "metrics", "nn", "models", "train", "experiments", "viz", "bench", "cli", "exercise"}
+_SUBMODULES = {"data", "metrics", "nn", "models", "train", "experiments", "viz", "bench", "cli", "exercise",
+               "weights"}
 
 
 def __getattr__(name):  # PEP 562: srlearn.models etc. on first use
@@ -26,4 +27,6 @@ def __getattr__(name):  # PEP 562: srlearn.models etc. on first use
         return importlib.import_module(f"{__name__}.{name}")
     if name == "check":  # srlearn.check(name, mine, reference): the student copies' checker (srlearn.exercise)
         return importlib.import_module(f"{__name__}.exercise").check
+    if name == "load_pretrained":   # the shipped weights (srlearn/weights.py), loaded on first use
+        return importlib.import_module(f"{__name__}.weights").load_pretrained
     raise AttributeError(f"module 'srlearn' has no attribute {name!r}")

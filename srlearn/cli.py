@@ -1,11 +1,17 @@
-"""The ``srlearn`` command: list, doctor, replicate, evaluate, bench.
+"""The ``srlearn`` command: list, doctor, replicate, evaluate, upscale, convert, bench, report, campaign, weights.
 
     srlearn list [--json]                          models, presets, experiments, benchmarks, datasets
     srlearn doctor                                 torch, device, GPU, torchvision, data cache
-    srlearn replicate NAME|all --mode quick|full|auto [--seeds N] [--out DIR] [--restart]
-    srlearn evaluate (--model NAME | --checkpoint PATH) --images HR_DIR [--lr LR_DIR] --scale S [--json FILE]
+    srlearn replicate NAME|all --mode quick|full|auto [--seeds N] [--out DIR] [--restart] [--set K=V] [--show-spec]
+    srlearn evaluate (--model NAME | --checkpoint PATH | --weights EXPERIMENT/ARM) --images HR_DIR [--lr LR_DIR]
+                     --scale S [--json FILE]
+    srlearn upscale IMAGE... --weights EXPERIMENT/ARM|CHECKPOINT [--scale S] --out DIR [--tile N --overlap M]
+    srlearn convert --from official-san|official-rcan|official-mirnet FILE --out CHECKPOINT
     srlearn bench NAME [--device cpu|cuda] [--quick]
     srlearn report results/ [--markdown | --write-readme README.md | --check README.md]
+    srlearn campaign --device cuda --budget-seconds 480 --out results/ [--export-weights data/weights]
+    srlearn campaign --rehearse --out DIR          the same path on a CPU, a few steps
+    srlearn weights export RESULTS_DIR ... [--out data/weights]
 """
 from __future__ import annotations
 
@@ -13,7 +19,10 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
+
+_IMPORTED = time.time()   # `srlearn campaign --budget-seconds` counts from here (torch's import included)
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm")
 
@@ -109,6 +118,20 @@ def _cmd_replicate(args) -> int:
     mode = None if args.mode == "auto" else args.mode
     for name in names:
         experiments.get_experiment(name)  # fail fast on a typo
+    if args.show_spec:
+        from ._env import mode as resolve_mode
+        from .experiments.core import PRECEDENCE, resolve_spec
+        for name in names:
+            exp = experiments.get_experiment(name)
+            m = resolve_mode(mode)
+            if m not in exp.budgets:
+                raise ValueError(f"experiment {name!r} has no {m!r} budget; modes: {list(exp.budgets)}")
+            print(f"# {name}, {m} mode; a later layer wins: {' < '.join(PRECEDENCE)}")
+            for arm in exp.arms:
+                print(f"\n[{arm.name}]" + (" (a deliberate control)" if arm.control else ""))
+                print(resolve_spec(exp, arm, 0, m, sets=args.set).to_text())
+            print()
+        return 0
     for name in names:
         # one folder per experiment (runs/NAME by default), so two experiments never share checkpoints
         if args.out is None or len(names) > 1 or args.name == "all":
@@ -116,7 +139,7 @@ def _cmd_replicate(args) -> int:
         else:
             out = Path(args.out)
         res = experiments.run(name, mode=mode, seeds=args.seeds, out=out, device=args.device,
-                              progress=not args.no_progress, restart=args.restart)
+                              progress=not args.no_progress, restart=args.restart, sets=args.set)
         print(f"\n{name} ({res['mode']}, {res['device']}, {res['wall_seconds']:.0f} s) -> {out}/results.json")
         print(f"  trained on {res.get('train_data')}; tested on {res.get('test_data')}")
         print(f"  {res['baseline'].get('arm', 'bicubic'):17s} PSNR {res['baseline']['psnr']:.3f} dB  "
@@ -163,10 +186,17 @@ def _cmd_evaluate(args) -> int:
         if not jpath.parent.is_dir():
             raise SystemExit(f"error: --json {args.json}: the folder {jpath.parent} does not exist; create it "
                              f"or choose another path")
-    if args.checkpoint:
-        model = load_model(args.checkpoint)
+    if args.checkpoint or args.weights:
+        if args.weights:
+            from .weights import load_pretrained
+            if args.weights.count("/") != 1:
+                raise SystemExit(f"error: --weights takes EXPERIMENT/ARM (e.g. san-attention/soca), got {args.weights!r}")
+            model = load_pretrained(*args.weights.split("/"))
+        else:
+            model = load_model(args.checkpoint)
         if getattr(model, "scale", args.scale) != args.scale:
-            raise SystemExit(f"error: the checkpoint is a ×{model.scale} model but --scale is {args.scale}")
+            raise SystemExit(f"error: the {'weights are' if args.weights else 'checkpoint is'} a ×{model.scale} "
+                             f"model but --scale is {args.scale}")
     else:
         model = build(args.model, args.preset, scale=args.scale)
         if any(True for _ in model.parameters()):
@@ -187,7 +217,7 @@ def _cmd_evaluate(args) -> int:
         pairs.append((f.stem, lr, hr))
     res = evaluate_model(model, pairs, args.scale)
     base = evaluate_model(build("bicubic", scale=args.scale), pairs, args.scale) if args.model != "bicubic" else res
-    name = args.checkpoint or f"{args.model}/{args.preset}"
+    name = args.checkpoint or (f"weights {args.weights}" if args.weights else f"{args.model}/{args.preset}")
     print(f"protocol: {protocol(args.scale)}")
     print(f"{'image':24s} {'bicubic PSNR':>12s} {'SSIM':>7s}   {'model PSNR':>10s} {'SSIM':>7s}")
     for b, m in zip(base["images"], res["images"]):
@@ -304,6 +334,32 @@ def _cmd_report(args) -> int:
         print(f"{args.write_readme}: results block {'rewritten' if changed else 'already up to date'}")
         return 0
     print(report.results_markdown(args.dir))   # --markdown (the default)
+
+
+def _cmd_campaign(args) -> int:
+    from .experiments.campaign import run_campaign
+    names = [n for n in (args.experiments or "").split(",") if n] or None
+    info = run_campaign(args.out, device=args.device, budget_seconds=args.budget_seconds, seeds=args.seeds,
+                        experiments=names, workers=args.workers, rehearse=args.rehearse, amp=args.amp,
+                        presets=args.presets, run_gpu_tests=not args.no_gpu_tests,
+                        export_weights=args.export_weights, max_steps=args.max_steps,
+                        loader_workers=args.loader_workers, base_mode=args.base_mode, started=_IMPORTED)
+    failed = [n for n, e in info["experiments"].items() if not e.get("ok")]
+    if failed:
+        print(f"experiments that did not finish: {', '.join(failed)} (see {Path(args.out) / 'campaign.md'})",
+              file=sys.stderr)
+    return 1 if failed or not info["archive"]["within_limit"] else 0
+
+
+def _cmd_weights(args) -> int:
+    from .weights import MAX_TOTAL_BYTES, export_weights, weights_dir
+    dest = Path(args.out) if args.out else weights_dir()
+    man = export_weights(args.results, dest, seed=args.seed, max_total_bytes=int(args.max_mb * 1e6) if args.max_mb
+                         else MAX_TOTAL_BYTES, note=args.note)
+    for e in man["weights"]:
+        print(f"  {e['experiment'] + '/' + e['arm']:40s} {e['dtype']:8s} {e['bytes'] / 1e3:8.0f} kB  PSNR {e['psnr']:.3f} dB "
+              f"({e['baseline']['name']} {e['baseline']['psnr']:.3f}), {e['steps']} steps on {e['device']}")
+    print(f"{len(man['weights'])} files, {man['total_bytes'] / 1e6:.2f} MB -> {dest}")
     return 0
 
 
@@ -326,11 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: reuse or resume those this same run made; others are an error)")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: automatic)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting of every arm, e.g. --set train.lr=1e-3 --set model.n_feats=64 "
+                        "(the command line wins over the budget and the arm; see --show-spec)")
+    r.add_argument("--show-spec", action="store_true",
+                   help="print each arm's resolved settings, and which layer set each one, then stop")
     r.set_defaults(fn=_cmd_replicate)
     e = sub.add_parser("evaluate", help="PSNR/SSIM of a model on a folder of HR images")
     g = e.add_mutually_exclusive_group(required=True)
     g.add_argument("--model", help="a registered model name (e.g. bicubic)")
     g.add_argument("--checkpoint", help="a checkpoint written by srlearn training")
+    g.add_argument("--weights", help="shipped weights EXPERIMENT/ARM (data/weights, see data/README.md)")
     e.add_argument("--preset", default="paper", help="preset for --model (default: paper)")
     e.add_argument("--images", required=True, help="folder of HR images")
     e.add_argument("--lr", default=None, help="folder of LR images (default: made with MATLAB uint8 bicubic)")
@@ -351,6 +413,38 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.set_defaults(fn=_cmd_bench)
     _add_upscale_convert_parsers(sub)
+    c = sub.add_parser("campaign", help="every experiment, >= 3 seeds, sized to a time budget (one GPU lease)")
+    c.add_argument("--device", default="cuda", help="cuda (default), cuda:1, cpu")
+    c.add_argument("--budget-seconds", type=float, default=480, help="wall-clock budget of the whole command")
+    c.add_argument("--out", default="results", help="output folder (default: results)")
+    c.add_argument("--seeds", type=int, default=3)
+    c.add_argument("--experiments", default=None, help="comma-separated names (default: every registered one)")
+    c.add_argument("--workers", type=int, default=None,
+                   help="worker processes sharing the device (default: min(8, cores/2) on CUDA, 1 on a CPU)")
+    c.add_argument("--amp", default=False, nargs="?", const="bf16", choices=["bf16"],
+                   help="bf16 autocast (off by default: not yet shown to leave PSNR within 0.01 dB)")
+    c.add_argument("--presets", choices=["own", "budget"], default="own",
+                   help="own: the arms' own (small) presets (default); budget: the full budget's presets")
+    c.add_argument("--max-steps", type=int, default=None,
+                   help="the most steps of any run (default: the base mode's budget steps)")
+    c.add_argument("--base-mode", choices=["quick", "full"], default=None,
+                   help="whose budgets (batch, patches, lr) to size: full (default), quick (--rehearse, small CPUs)")
+    c.add_argument("--loader-workers", type=int, default=0, help="DataLoader workers per run (default 0)")
+    c.add_argument("--no-gpu-tests", action="store_true", help="skip `pytest -m gpu`")
+    c.add_argument("--export-weights", default=None, metavar="DIR",
+                   help="also write the seed-0 weights and manifest there (e.g. data/weights)")
+    c.add_argument("--rehearse", action="store_true",
+                   help="the same path on the CPU with the quick budgets and a few steps")
+    c.set_defaults(fn=_cmd_campaign)
+    w = sub.add_parser("weights", help="shipped weights: export RESULTS_DIR ...")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    we = wsub.add_parser("export", help="seed-0 weights of every arm of results folders, with a manifest")
+    we.add_argument("results", nargs="+", help="folders holding results.json and checkpoints/")
+    we.add_argument("--out", default=None, help="destination (default: data/weights or $SRLEARN_WEIGHTS)")
+    we.add_argument("--seed", type=int, default=0)
+    we.add_argument("--max-mb", type=float, default=None, help="size limit of all files (default 25 MB)")
+    we.add_argument("--note", default="", help="how these weights were made, kept in the manifest")
+    we.set_defaults(fn=_cmd_weights)
     return p
 
 

@@ -75,8 +75,8 @@ def test_ablation_arms_switch_rlnl_and_ssc():
 
 # ------------------------------------------------------------------------------------------- schedules
 def _arm_config(exp, arm_name, mode):
-    budget, arm = exp.budgets[mode], exp.arm(arm_name)
-    return TrainConfig(steps=budget.steps, progress=False, **{**budget.train, **arm.train})
+    from srlearn.experiments.core import resolve_spec   # the run's settings as run_arm resolves them
+    return resolve_spec(exp, arm_name, 0, mode).config(progress=False)
 
 
 def test_schedule_experiment_full_mode_uses_the_real_iteration_counts():

@@ -75,6 +75,7 @@ class Budget:
     train: dict = field(default_factory=dict)  # TrainConfig fields shared by all arms in this mode
     preset: str | None = None   # build every arm from this preset in this mode (None: the arm's own)
     overrides: dict = field(default_factory=dict)  # arm name -> model overrides in this mode only
+    arm_train: dict = field(default_factory=dict)  # arm name -> TrainConfig fields in this mode only
     max_train_images: int | None = None   # full mode on DIV2K: use only the first N training images (None: all)
 
 
@@ -235,28 +236,134 @@ def _ways_out(out) -> str:
             f"checkpoints in {str(out)!r}")
 
 
-def _arm_setup(exp: Experiment, arm: Arm, seed: int, mode: str, out, dev, progress: bool):
-    """What one arm and seed trains: preset, model overrides, TrainConfig, checkpoint path, identity."""
-    budget = exp.budgets[mode]
-    preset = budget.preset or arm.preset
-    overrides = {**arm.overrides, **budget.overrides.get(arm.name, {})}
-    cfg_kwargs = {"steps": budget.steps, "batch_size": budget.batch_size, "seed": seed,
-                  "val_every": budget.val_every, "progress": progress, "device": str(dev),
-                  "ckpt_every": default_ckpt_every(budget.steps), **budget.train, **arm.train}
+#: The one precedence rule of a run's settings, lowest first; a later layer wins. It holds for the model's
+#: keyword arguments and for the training configuration alike.
+PRECEDENCE = ("defaults", "budget", "arm", "budget[arm]", "command line")
+
+
+@dataclass
+class RunSpec:
+    """Everything one arm and seed trains with, resolved from (experiment, arm, mode, command line) by
+    :func:`resolve_spec` under :data:`PRECEDENCE`: the package's defaults (the preset, ``TrainConfig``'s
+    fields) < the mode's ``Budget`` (every arm) < the ``Arm`` < the mode's entry for that arm
+    (``Budget.overrides`` / ``Budget.arm_train``) < the command line (``srlearn replicate --set``).
+
+    ``sources`` says which layer set each key; :meth:`flat` is the printable form (``srlearn replicate NAME
+    --show-spec``), written into ``results.json``; the checkpoint records the same settings as the run's
+    identity, so a re-run with a different spec cannot reuse it.
+    """
+    experiment: str
+    arm: str
+    mode: str
+    seed: int
+    model: str
+    preset: str
+    model_kwargs: dict          # keyword overrides on top of the preset (the preset's own values are not repeated)
+    train: dict                 # TrainConfig fields that differ from TrainConfig's defaults, and those always set
+    sources: dict               # "model.KEY" / "train.KEY" -> the layer of PRECEDENCE that set it
+    ckpt_path: str | None = None
+
+    def config(self, progress: bool = True, device: str = "cpu") -> TrainConfig:
+        extra = {"progress": progress, "device": device}
+        if self.ckpt_path is not None:
+            extra["ckpt_path"] = self.ckpt_path
+        return TrainConfig(**self.train, **extra)
+
+    def identity(self) -> dict:
+        """The entries besides the model spec and the config that the checkpoint records."""
+        return {"experiment": self.experiment, "arm": self.arm, "seed": self.seed, "mode": self.mode}
+
+    def flat(self) -> dict:
+        out = {"experiment": self.experiment, "arm": self.arm, "mode": self.mode, "seed": self.seed,
+               "model.name": self.model, "model.preset": self.preset}
+        out.update({f"model.{k}": v for k, v in self.model_kwargs.items()})
+        out.update({f"train.{k}": v for k, v in self.train.items()})
+        return out
+
+    def to_text(self) -> str:
+        width = max(len(k) for k in self.flat())
+        return "\n".join(f"{k:{width}s} = {v!r}" + (f"   ({self.sources[k]})" if k in self.sources else "")
+                         for k, v in self.flat().items())
+
+
+def _parse_sets(sets) -> dict:
+    """``["train.lr=1e-3", "model.n_feats=64"]`` (or a dict) -> ``{"model": {...}, "train": {...}}``."""
+    import ast
+    out: dict = {"model": {}, "train": {}}
+    if isinstance(sets, dict):
+        items = list(sets.items())
+    else:
+        items = []
+        for text in sets or ():
+            if "=" not in text:
+                raise ValueError(f"--set {text!r}: write KEY=VALUE, e.g. --set train.lr=1e-3 or --set model.n_feats=64")
+            key, value = text.split("=", 1)
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                pass                      # a bare word: a string (e.g. --set train.schedule=cosine)
+            items.append((key.strip(), value))
+    for key, value in items:
+        where, _, name = key.partition(".")
+        if where not in out or not name:
+            raise ValueError(f"--set {key}=...: the key must start with 'model.' or 'train.' "
+                             f"(e.g. model.attention=se, train.lr=1e-3)")
+        out[where][name] = value
+    return out
+
+
+def resolve_spec(exp: Experiment, arm: Arm | str, seed: int, mode: str, out=None, budget: Budget | None = None,
+                 sets=None) -> RunSpec:
+    """The :class:`RunSpec` of one arm and seed in ``mode`` (``budget`` replaces the mode's budget, as the
+    campaign does; ``sets`` are command-line overrides ``["train.lr=1e-3", ...]``)."""
+    arm = exp.arm(arm) if isinstance(arm, str) else arm
+    budget = budget if budget is not None else exp.budgets[mode]
+    cli = _parse_sets(sets)
+    sources: dict = {}
+
+    def layer(target: dict, values: dict, prefix: str, name: str) -> None:
+        for k, v in values.items():
+            target[k] = v
+            sources[f"{prefix}.{k}"] = name
+
+    cli_preset = cli["model"].pop("preset", None)
+    preset = cli_preset or budget.preset or arm.preset
+    sources["model.preset"] = "command line" if cli_preset else "budget" if budget.preset else "arm"
+    model_kwargs: dict = {}
+    layer(model_kwargs, arm.overrides, "model", "arm")
+    layer(model_kwargs, budget.overrides.get(arm.name, {}), "model", "budget[arm]")
+    layer(model_kwargs, cli["model"], "model", "command line")
+    train: dict = {}
+    layer(train, {"steps": budget.steps, "batch_size": budget.batch_size, "val_every": budget.val_every,
+                  "ckpt_every": default_ckpt_every(budget.steps)}, "train", "budget")
+    layer(train, {"seed": seed}, "train", "run")
+    layer(train, budget.train, "train", "budget")
+    layer(train, arm.train, "train", "arm")
+    layer(train, budget.arm_train.get(arm.name, {}), "train", "budget[arm]")
+    layer(train, cli["train"], "train", "command line")
     ckpt = None
     if out is not None:
-        ckpt = Path(out) / "checkpoints" / f"{arm.name}-seed{seed}.pt"
+        ckpt = str(Path(out) / "checkpoints" / f"{arm.name}-seed{seed}.pt")
+    return RunSpec(exp.name, arm.name, mode, int(seed), arm.model, preset, model_kwargs, train, sources, ckpt)
+
+
+def _arm_setup(exp: Experiment, arm: Arm, seed: int, mode: str, out, dev, progress: bool,
+               budget: Budget | None = None, sets=None):
+    """What one arm and seed trains: preset, model overrides, TrainConfig, checkpoint path, identity."""
+    spec = resolve_spec(exp, arm, seed, mode, out, budget, sets)
+    ckpt = None
+    if spec.ckpt_path is not None:
+        ckpt = Path(spec.ckpt_path)
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        cfg_kwargs["ckpt_path"] = str(ckpt)
-    ident = {"experiment": exp.name, "arm": arm.name, "seed": seed, "mode": mode}
-    return preset, overrides, TrainConfig(**cfg_kwargs), ckpt, ident
+    return spec.preset, spec.model_kwargs, spec.config(progress, str(dev)), ckpt, spec.identity()
 
 
-def check_arm_checkpoint(exp: Experiment, arm: Arm, seed: int, mode: str, out, device=None) -> dict | None:
+def check_arm_checkpoint(exp: Experiment, arm: Arm, seed: int, mode: str, out, device=None,
+                         budget: Budget | None = None, sets=None) -> dict | None:
     """Load ``out``'s checkpoint of this arm and seed and check that this run made it; None if there is
     none. Raises ``CheckpointMismatch`` (both values, and the ways out) when another run made it."""
     dev = _env.device(device) if not isinstance(device, torch.device) else device
-    preset, overrides, config, ckpt, ident = _arm_setup(exp, arm, seed, mode, out, dev, False)
+    preset, overrides, config, ckpt, ident = _arm_setup(exp, arm, seed, mode, out, dev, False, budget, sets)
     if ckpt is None or not ckpt.exists():
         return None
     spec = build(arm.model, preset, scale=exp.scale, **overrides).srlearn_spec
@@ -266,15 +373,19 @@ def check_arm_checkpoint(exp: Experiment, arm: Arm, seed: int, mode: str, out, d
 
 
 def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = None, device=None,
-            progress: bool = True, train_images=None, val_pairs=None, restart: bool = False) -> dict:
+            progress: bool = True, train_images=None, val_pairs=None, restart: bool = False,
+            budget: Budget | None = None, sets=None) -> dict:
     """Train one arm for one seed (or reuse its finished checkpoint) and evaluate it on the held-out pairs.
 
-    A checkpoint in ``out`` is reused (finished) or resumed (unfinished) only if this run made it (see
+    The run's settings are :func:`resolve_spec`'s (``budget`` replaces the mode's budget, e.g. the
+    campaign's steps sized to a time budget; ``sets`` are command-line overrides). A checkpoint in ``out``
+    is reused (finished) or resumed (unfinished) only if this run made it (see
     :func:`check_arm_checkpoint`); ``restart=True`` trains from scratch and replaces it.
     """
-    budget = exp.budgets[mode]
+    budget = budget if budget is not None else exp.budgets[mode]
     dev = _env.device(device) if not isinstance(device, torch.device) else device
-    preset, overrides, config, ckpt, ident = _arm_setup(exp, arm, seed, mode, out, dev, progress)
+    spec = resolve_spec(exp, arm, seed, mode, out, budget, sets)
+    preset, overrides, config, ckpt, ident = _arm_setup(exp, arm, seed, mode, out, dev, progress, budget, sets)
     _env.seed_everything(seed)
     model = build(arm.model, preset, scale=exp.scale, **overrides)
     if exp.make_train_data is not None:
@@ -288,7 +399,7 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
     if ckpt is not None and ckpt.exists() and not restart:
         state = load_checkpoint(ckpt)
         check_identity(state, run_identity(config, model.srlearn_spec, **ident), ckpt, ways_out=_ways_out(out))
-        if int(state.get("step", 0)) >= budget.steps:   # finished earlier by this same run: reuse
+        if int(state.get("step", 0)) >= config.steps:   # finished earlier by this same run: reuse
             model.load_state_dict(state.get("ema") or state["model"])
             history = state.get("history")
         else:
@@ -302,7 +413,7 @@ def run_arm(exp: Experiment, arm: Arm, seed: int, mode: str, out: Path | None = 
     model.to(dev)
     ev = evaluate_model(model, pairs, device=dev, protocol=exp.scoring)
     return {"arm": arm.name, "seed": seed, "model": arm.model, "preset": preset,
-            "overrides": overrides, "params": count_parameters(model),
+            "overrides": overrides, "params": count_parameters(model), "spec": spec.flat(),
             "psnr": ev["mean"]["psnr"], "ssim": ev["mean"]["ssim"], "images": ev["images"],
             "train_seconds": time.perf_counter() - t0, "history": history}
 
@@ -477,18 +588,22 @@ def _check_results_owner(out_dir: Path, name: str, mode: str) -> None:
 
 
 def run(name: str, mode: str | None = None, seeds: int | None = None, out: str | os.PathLike | None = None,
-        device=None, progress: bool = True, arms: list[str] | None = None, restart: bool = False) -> dict:
+        device=None, progress: bool = True, arms: list[str] | None = None, restart: bool = False,
+        budget: Budget | None = None, sets=None) -> dict:
     """Run experiment ``name`` in ``mode`` (default: :func:`srlearn.mode`) and return the results dict.
 
     With ``out``, results.json / report.md / checkpoints are written there, and a re-run reuses or
     resumes the checkpoints this same run made (anything else is a ``CheckpointMismatch``, checked before
     anything trains). ``restart=True`` trains every chosen arm again from scratch, replacing them.
+    ``budget`` replaces the mode's budget (``srlearn campaign`` passes the mode's budget with its steps
+    sized to the time it has); ``sets`` are command-line overrides (``["train.lr=1e-3"]``, see
+    :func:`resolve_spec`). ``results.json`` records the budget and each run's resolved spec.
     """
     exp = get_experiment(name)
     mode = _env.mode(mode)
     if mode not in exp.budgets:
         raise ValueError(f"experiment {name!r} has no {mode!r} budget; modes: {list(exp.budgets)}")
-    budget = exp.budgets[mode]
+    budget = budget if budget is not None else exp.budgets[mode]
     if seeds is None:
         seeds = budget.seeds
     if isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral) or seeds < 1:
@@ -503,20 +618,21 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
             _check_results_owner(out_dir, exp.name, mode)
             for arm in chosen:           # every checkpoint first: a mismatch costs seconds, not hours
                 for seed in range(n_seeds):
-                    check_arm_checkpoint(exp, arm, seed, mode, out_dir, dev)
+                    check_arm_checkpoint(exp, arm, seed, mode, out_dir, dev, budget, sets)
     t0 = time.perf_counter()
     sources = data_sources(exp, mode, budget)   # warns once when full mode falls back to the offline images
     pairs = _val_data(exp, budget)
     train_names = list_images(exp.train_images) if exp.make_train_data is None else None
     baseline = evaluate_model(_baseline_model(exp), pairs, device=torch.device("cpu"), protocol=exp.scoring)
-    rows = [run_arm(exp, arm, seed, mode, out_dir, dev, progress, train_names, pairs, restart=restart)
+    rows = [run_arm(exp, arm, seed, mode, out_dir, dev, progress, train_names, pairs, restart=restart,
+                    budget=budget, sets=sets)
             for arm in chosen for seed in range(n_seeds)]
     # the baseline is deterministic: one row per seed with zero spread, so verdicts against it work
     base_rows = [{"arm": exp.baseline_name, "seed": s, "psnr": baseline["mean"]["psnr"], "ssim": baseline["mean"]["ssim"],
                   "params": 0} for s in range(n_seeds)]
     results = {
         "version": RESULTS_VERSION, "experiment": exp.name, "description": exp.description,
-        "mode": mode, "scale": exp.scale, "seeds": n_seeds, "budget": asdict(budget),
+        "mode": mode, "scale": exp.scale, "seeds": n_seeds, "budget": asdict(budget), "precedence": list(PRECEDENCE),
         "device": device_name(dev), "torch": torch.__version__, "commit": _commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "protocol": str(exp.scoring), "scoring": exp.scoring.to_dict(), "validation_images": [p[0] for p in pairs],

@@ -1,6 +1,6 @@
 """SAN's replications (notebooks 01 and 02) and the small helpers their notebooks share.
 
-Three experiments on SAN-mini at ×2, L1 loss, Adam β = (0.9, 0.99) as SAN's code [papers.md §1.8]:
+Three experiments on SAN at ×2 (the ``mini`` preset in quick mode, ``small`` in full mode), L1 loss, Adam β = (0.9, 0.99) as SAN's code [papers.md §1.8]:
 
 * ``san-attention``: the channel attention at each LSRAG's tail: none / SE (first order, RCAN's CA,
   the paper's "FOCA") / SOCA (second order). Claim: SOCA ≥ SE ≥ none.
@@ -13,9 +13,9 @@ Three experiments on SAN-mini at ×2, L1 loss, Adam β = (0.9, 0.99) as SAN's co
 
 Expected gaps for the first two are hundredths of a dB, the size of seed noise (papers.md §1.10, §6.1):
 the verdicts say "within seed noise" when that is what the seeds show. Full-mode budgets (3 seeds;
-108k-120k iterations per experiment) are sized for about 25 minutes per experiment on one GPU from a
-throughput *estimate* (about 13 ms per iteration for SAN-mini at batch 16 on 48² LR patches, data loading
-included), not from a measurement: no GPU was available when they were set.
+108k-120k iterations per experiment) were sized from a throughput *estimate* for SAN-mini (about 13 ms per
+iteration at batch 16 on 48² LR patches), not from a measurement; ``srlearn campaign`` sizes the steps it
+runs from the throughput it measures.
 
 Helpers (notebooks import them; nothing here imports a notebook):
 
@@ -75,10 +75,8 @@ def lr_curve(steps: int, lr: float, **train_fields) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ experiments
-# Both modes train SAN's "mini" preset (G = 2, m = 3, C = 32, r = 8): an Arm has one preset for every mode,
-# so full mode cannot switch to papers.md §6.1's G = 4 × m = 4, C = 64 ("small") without a change in
-# srlearn.experiments.core (a per-mode preset). Full mode therefore spends its GPU time on more iterations
-# and 3 seeds of the same small model.
+# Quick mode trains SAN's "mini" preset (G = 2, m = 3, C = 32, r = 8: a minute on a CPU); full mode the "small" preset
+# papers.md §6.1 proposes for the one-GPU replication (G = 4, m = 4, C = 64, r = 16), through the budget's preset.
 
 def _budgets(quick_steps: int, full_steps: int, quick_train: dict, full_train: dict) -> dict:
     return {
@@ -87,7 +85,7 @@ def _budgets(quick_steps: int, full_steps: int, quick_train: dict, full_train: d
                         val_max_size=96, train={"betas": SAN_BETAS, **quick_train}),
         # full: one GPU, 3 seeds, papers.md §6.1's recipe (batch 16, 48² LR patches, Adam (0.9, 0.99), L1)
         "full": Budget(steps=full_steps, batch_size=16, lr_patch=48, seeds=3, val_every=max(1, full_steps // 10),
-                       train={"betas": SAN_BETAS, **full_train}),
+                       train={"betas": SAN_BETAS, **full_train}, preset="small"),
     }
 
 
@@ -141,25 +139,26 @@ SAN_ABLATION = register_experiment(Experiment(
 # compresses the time axis 250×: the same seven ×0.6 decays, one every eighth of the run (10, 20, ..., 70 of
 # 80 steps), from quick mode's larger lr. The paper's first halving (200 epochs = 200,000 iterations) lies
 # beyond either budget, so its arm trains at constant lr: schedule "none" (``paper_schedule`` gives the same
-# curve as a "step" schedule). The milestones sit in the per-mode budget and the per-arm part (released:
-# step with gamma 0.6; paper: none) in the arm, because an Arm's train fields apply in every mode.
+# curve as a "step" schedule). The released arm's milestones depend on the mode's step count, so they sit in
+# the mode's entry for that arm (``Budget.arm_train``); what is the same in every mode (step, ×0.6) in the arm.
 SCHEDULE_FULL_STEPS, SCHEDULE_QUICK_STEPS = 20_000, 80
 SCHEDULE_QUICK_EVERY = SCHEDULE_QUICK_STEPS * RELEASED_EVERY // SCHEDULE_FULL_STEPS      # 10
 
 SAN_SCHEDULE = register_experiment(Experiment(
     name="san-schedule",
-    description="SAN-mini (RL-NL + SSC + SOCA) trained with the released code's lr schedule (×0.6 every 2,500 "
+    description="SAN (RL-NL + SSC + SOCA) trained with the released code's lr schedule (×0.6 every 2,500 "
                 "iterations) vs the paper's (halved every 200 epochs: constant within this budget) (×2).",
     scale=2,
     arms=[Arm("paper-schedule", "san", "mini", train={"schedule": "none"}),
           Arm("released-schedule", "san", "mini", train={"schedule": "step", "gamma": RELEASED_GAMMA}, control=True)],
     budgets={
         "quick": Budget(steps=SCHEDULE_QUICK_STEPS, batch_size=8, lr_patch=16, seeds=1, val_every=SCHEDULE_QUICK_EVERY,
-                        val_max_size=96, train={"betas": SAN_BETAS, "lr": 2e-3,
-                        "milestones": released_schedule(SCHEDULE_QUICK_STEPS, SCHEDULE_QUICK_EVERY)["milestones"]}),
+                        val_max_size=96, train={"betas": SAN_BETAS, "lr": 2e-3},
+                        arm_train={"released-schedule": {"milestones": released_schedule(
+                            SCHEDULE_QUICK_STEPS, SCHEDULE_QUICK_EVERY)["milestones"]}}),
         "full": Budget(steps=SCHEDULE_FULL_STEPS, batch_size=16, lr_patch=48, seeds=3, val_every=1_000,
-                       train={"betas": SAN_BETAS, "lr": 1e-4,
-                              "milestones": released_schedule(SCHEDULE_FULL_STEPS)["milestones"]}),
+                       train={"betas": SAN_BETAS, "lr": 1e-4}, preset="small",
+                       arm_train={"released-schedule": {"milestones": released_schedule(SCHEDULE_FULL_STEPS)["milestones"]}}),
     },
     comparisons=[
         Comparison("paper-schedule", "released-schedule",

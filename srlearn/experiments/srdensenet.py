@@ -14,8 +14,8 @@ the paper's MSE on Y; validation and the results table run the same model on RGB
 Y-channel pipeline (``srlearn.models.ycbcr.YChannelSR``) and score Y-PSNR by the protocol.
 
 Budgets. Both modes train the ``mini`` networks (4 blocks × 4 layers, growth 8; All and the residual
-control hold 51,009 parameters each): an ``Arm`` has one preset for every mode, and a per-mode preset
-needs a change in ``srlearn.experiments.core`` (the same limit ``san.py`` notes). ``full``: 3 seeds ×
+control hold 51,009 parameters each): SRDenseNet registers no preset between ``mini`` and the 2-million
+parameter ``paper`` one, and a mode could choose another through its budget's ``preset``. ``full``: 3 seeds ×
 5 arms × 10,000 steps, batch 32, 25×25 LR patches, lr 1e-3 → cosine, 4 loader workers — estimated at
 15–25 min on one GPU (the mini networks are launch- and loader-bound, about 5–8 ms a step), **not
 measured**: no GPU was lent when this was written. ``quick``: 1 seed, 60 steps of batch 8 on 12×12 LR

