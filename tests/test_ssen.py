@@ -370,3 +370,22 @@ def test_experiment_is_registered_with_the_baseline_ignoring_the_reference():
     assert {hr.shape for _, _, hr, _ in exp.make_val_data(exp, own)} == {(40, 40, 3)}
     item = exp.make_train_data(exp, exp.budgets["quick"], 0)[0]
     assert [tuple(t.shape) for t in item] == [(3, 16, 16), (3, 64, 64), (3, 64, 64)]
+
+
+def test_gan_finetune_runs_through_the_one_loop_and_its_checkpoints(tmp_path):
+    """GAN fine-tuning is a Step of srlearn.train.train: its critic is in the checkpoint, its settings in the
+    run's identity (a resume with another adversarial weight is refused), its losses in the History."""
+    from srlearn.data import RefPairDataset
+    from srlearn.experiments.ssen import gan_finetune
+    from srlearn.train import CheckpointMismatch, load_checkpoint
+    ds = RefPairDataset(["astronaut", "coffee"], lr_patch=12, length=8)
+    ckpt = tmp_path / "gan.pt"
+    hist = gan_finetune(mini(), ds, steps=2, batch_size=2, discriminator=PatchDiscriminator(base=8), device="cpu",
+                        progress=False, ckpt_path=ckpt)
+    assert len(hist["d_loss"]) == len(hist["pixel"]) == 2
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 2 and set(state["step_state"]) == {"disc", "opt_d"}
+    assert state["identity"]["step"]["kind"] == "gan" and state["identity"]["step"]["adv_weight"] == 5e-3
+    with pytest.raises(CheckpointMismatch, match="step.adv_weight"):
+        gan_finetune(mini(), ds, steps=2, batch_size=2, adv_weight=1e-2, discriminator=PatchDiscriminator(base=8),
+                     device="cpu", progress=False, ckpt_path=ckpt)

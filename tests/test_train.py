@@ -15,7 +15,7 @@ from srlearn import metrics
 from srlearn.models import build
 from srlearn.train import (EMA, CharbonnierLoss, History, TrainConfig, load_checkpoint, lr_factor,
                            make_loss, make_scheduler, train, validate)
-from srlearn.train.loop import _Batches
+from srlearn.train.determinism import Batches as _Batches
 from srlearn.train.distributed import DistContext
 
 

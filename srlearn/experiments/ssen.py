@@ -37,10 +37,11 @@ import torch
 
 from ..data.refpairs import LEVEL_NAMES, LEVELS, RefPairDataset, reference_pairs
 from ..models import build
+from ..train.loop import Step
 from .core import Arm, Budget, Comparison, Experiment, register_experiment
 
 __all__ = ["SSEN_REFSR", "VALIDATION", "TRAIN_LEVELS", "TRAIN_WEIGHTS", "RefIgnoringBicubic", "level_rows",
-           "level_verdicts", "noninferiority", "gan_finetune",
+           "level_verdicts", "noninferiority", "gan_finetune", "GANStep",
            "NONINFERIORITY_MARGIN"]
 
 #: Training references: papers.md §6.4's relevant / irrelevant mix.
@@ -201,57 +202,73 @@ def level_verdicts(results: dict) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------ GAN fine-tuning
+class GANStep(Step):
+    r"""One step of PatchGAN fine-tuning inside :func:`srlearn.train.train`: first the critic, then the generator.
+
+    .. math::  L_D = L_{adv}(D(y), \text{real}) + L_{adv}(D(G(x, r)), \text{fake}),\qquad
+               L_G = \mathrm{Charbonnier}(G(x, r), y) + \lambda\, L_{adv}(D(G(x, r)), \text{real})
+
+    λ = ``adv_weight`` (5e-3, ESRGAN's value: SSEN's is [X], papers.md §4.4); the critic has its own Adam
+    (0.9, 0.999) at the generator's lr, one D step per G step. The critic and its optimiser are part of the
+    checkpoint (``state_dict``), and its settings part of the run's identity, so a fine-tuning resumes
+    exactly like any other run. Logs ``d_loss`` and ``pixel`` beside the generator's loss.
+    """
+
+    def __init__(self, discriminator: torch.nn.Module | None = None, adv_weight: float = 5e-3, kind: str = "vanilla"):
+        from ..models.patchgan import PatchDiscriminator
+        from ..train.losses import CharbonnierLoss
+        self.disc = discriminator if discriminator is not None else PatchDiscriminator()
+        self.adv_weight, self.kind, self.pixel = float(adv_weight), kind, CharbonnierLoss()
+
+    def setup(self, run) -> None:
+        self.disc.to(run.device).train()
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=run.config.lr, betas=(0.9, 0.999))
+
+    def __call__(self, run, lr, hr, extra):
+        from ..models.patchgan import adversarial_loss
+        sr = run.net(lr, *extra)
+        d_loss = adversarial_loss(self.disc(hr), True, self.kind) + adversarial_loss(self.disc(sr.detach()), False, self.kind)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        pix = self.pixel(sr, hr)
+        g_loss = pix + self.adv_weight * adversarial_loss(self.disc(sr), True, self.kind)
+        run.optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        grad_norm = run.clip_and_norm()
+        run.optimizer.step()
+        return g_loss.detach(), grad_norm, {"d_loss": d_loss.detach(), "pixel": pix.detach()}
+
+    def state_dict(self) -> dict:
+        return {"disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.disc.load_state_dict(state["disc"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
+    def identity(self) -> dict:
+        return {"kind": "gan", "adversarial": self.kind, "adv_weight": self.adv_weight,
+                "critic": type(self.disc).__name__, "critic_params": sum(p.numel() for p in self.disc.parameters())}
+
+
 def gan_finetune(model: torch.nn.Module, train_set, steps: int, batch_size: int = 16, lr: float = 1e-4,
                  adv_weight: float = 5e-3, kind: str = "vanilla", discriminator: torch.nn.Module | None = None,
-                 device=None, seed: int = 0, progress: bool = True) -> dict:
-    r"""Fine-tune a trained RefSR ``model`` with a PatchGAN critic; returns ``{"g_loss", "d_loss", "pixel"}`` lists.
-
-    .. math::  L_G = \mathrm{Charbonnier}(G(x, r), y) + \lambda\, L_{adv}(D(G(x, r)), \text{real}),\qquad
-               L_D = L_{adv}(D(y), \text{real}) + L_{adv}(D(G(x, r)), \text{fake})
-
-    λ = ``adv_weight`` (5e-3, ESRGAN's value: SSEN's is [X], papers.md §4.4); Adam (0.9, 0.999) for both;
-    one D step per G step. A short loop of its own, outside ``srlearn.train.train``, which trains one
-    network with one loss. ``train_set`` yields ``(lr, hr, ref)`` items. The model is left in eval mode.
-    """
-    from torch.utils.data import DataLoader
-
+                 device=None, seed: int = 0, progress: bool = True, ckpt_path=None) -> dict:
+    """Fine-tune a trained RefSR ``model`` with a PatchGAN critic (:class:`GANStep`) through the one training
+    loop; returns ``{"g_loss", "d_loss", "pixel"}``, one value per step. ``train_set`` yields
+    ``(lr, hr, ref)`` items; ``ckpt_path`` keeps (and resumes) a checkpoint like any run. The model is left
+    in eval mode."""
     from .. import _env
-    from ..models.patchgan import PatchDiscriminator, adversarial_loss
-    from ..train.losses import CharbonnierLoss
-    from tqdm.auto import tqdm
+    from ..train import TrainConfig, train
 
     dev = _env.device(device) if not isinstance(device, torch.device) else device
-    g = _env.seed_everything(seed)
-    disc = (discriminator or PatchDiscriminator()).to(dev)
-    model.to(dev).train()
-    opt_g = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.9, 0.999))
-    pixel = CharbonnierLoss()
-    hist = {"g_loss": [], "d_loss": [], "pixel": []}
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=g, drop_last=True)
-    batches = iter(loader)
-    for _ in tqdm(range(steps), desc="gan", disable=not progress):
-        try:
-            lr_img, hr, *extra = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            lr_img, hr, *extra = next(batches)
-        lr_img, hr, extra = lr_img.to(dev), hr.to(dev), [e.to(dev) for e in extra]
-        sr = model(lr_img, *extra)
-        d_loss = adversarial_loss(disc(hr), True, kind) + adversarial_loss(disc(sr.detach()), False, kind)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        pix = pixel(sr, hr)
-        g_loss = pix + adv_weight * adversarial_loss(disc(sr), True, kind)
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        hist["g_loss"].append(g_loss.item())
-        hist["d_loss"].append(d_loss.item())
-        hist["pixel"].append(pix.item())
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, betas=(0.9, 0.999), schedule="none",
+                         loss="charbonnier", seed=seed, log_every=1, progress=progress, device=str(dev),
+                         ckpt_path=str(ckpt_path) if ckpt_path else None)
+    hist = train(model, train_set, config, step=GANStep(discriminator, adv_weight, kind),
+                 resume=bool(ckpt_path) or None)
     model.eval()
-    return hist
+    return {"g_loss": hist.loss, "d_loss": hist.extra.get("d_loss", []), "pixel": hist.extra.get("pixel", [])}
 
 
 def __getattr__(name: str):

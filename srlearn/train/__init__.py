@@ -9,9 +9,10 @@ from .checkpoint import (FORMAT_VERSION, CheckpointMismatch, check_identity, loa
 from .config import TrainConfig
 from .ema import EMA
 from .losses import CharbonnierLoss, make_loss
-from .loop import History, TrainingDiverged, train, validate
+from .loop import History, Step, SupervisedStep, TrainingDiverged, train, validate
 from .schedules import lr_factor, make_scheduler
 
 __all__ = ["TrainConfig", "History", "train", "validate", "make_loss", "CharbonnierLoss",
            "make_scheduler", "lr_factor", "EMA", "save_checkpoint", "load_checkpoint", "load_model",
-           "FORMAT_VERSION", "CheckpointMismatch", "check_identity", "run_identity", "TrainingDiverged"]
+           "FORMAT_VERSION", "CheckpointMismatch", "check_identity", "run_identity", "TrainingDiverged", "Step",
+           "SupervisedStep"]
