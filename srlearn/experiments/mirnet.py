@@ -30,12 +30,9 @@ checks; the paper's ablation numbers are not verified (papers.md §3.6 [X]), so 
 """
 from __future__ import annotations
 
-
-import torch
-from torch import nn
-
 from ..data import list_images
 from ..data.noise import NoisyPatchDataset, noisy_validation_pairs
+from ..models.bicubic import NoisyInput  # noqa: F401  (the baseline row; importable from here too)
 from .core import Arm, Budget, Comparison, Experiment, register_experiment, sr_train_data
 from .published import figures
 
@@ -47,14 +44,6 @@ WIDE_N_FEAT = 46
 
 _COMMON_TRAIN = {"loss": "charbonnier", "schedule": "cosine", "betas": (0.9, 0.999), "weight_decay": 1e-8,
                  "min_lr": 1e-6}
-
-
-class NoisyInput(nn.Module):
-    """The denoising baseline as a parameter-free 'model': it returns its input, the noisy image."""
-    scale = 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
 
 def _denoise_train(exp: Experiment, budget: Budget, seed: int):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..data.refpairs import LEVEL_NAMES, LEVELS, RefPairDataset, reference_pairs
-from ..models import build
+from ..models.bicubic import RefIgnoringBicubic
 from ..train.loop import Step
 from .core import Arm, Budget, Comparison, Experiment, register_experiment
 
@@ -54,18 +54,6 @@ VALIDATION = {"quick": {"size": 64, "crops": 2}, "full": {"size": 160, "crops": 
 #: "No worse than SISR" means within this many dB (papers.md §6.4: "within ~0.1 dB").
 NONINFERIORITY_MARGIN = 0.1
 TRAIN_SHIFT = 8   # HR px: the XH/H/M misalignment range, 2 LR px at ×4 (papers.md §6.4: [-8, 8])
-
-
-class RefIgnoringBicubic(torch.nn.Module):
-    """The bicubic baseline of a RefSR table: MATLAB bicubic up-sampling of ``lr``; the reference is ignored."""
-
-    def __init__(self, scale: int = 4):
-        super().__init__()
-        self.bicubic = build("bicubic", scale=scale)
-        self.scale = int(scale)
-
-    def forward(self, lr: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
-        return self.bicubic(lr)
 
 
 def _validation(exp: Experiment, budget: Budget) -> dict:

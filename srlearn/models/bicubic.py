@@ -1,6 +1,9 @@
-"""The bicubic baseline as a 'model': MATLAB-exact bicubic up-sampling, no parameters.
+"""The parameter-free baselines as 'models': the first row of every results table.
 
-Every results table has this row: a network that does not beat it has learned nothing.
+* :class:`Bicubic`: MATLAB-exact bicubic up-sampling (single-image SR); a network that does not beat it has
+  learned nothing;
+* :class:`RefIgnoringBicubic`: the same for a reference-based SR table (``model(lr, ref)``, reference ignored);
+* :class:`NoisyInput`: the denoising baseline, the noisy image itself.
 """
 from __future__ import annotations
 
@@ -29,3 +32,23 @@ class Bicubic(nn.Module):
           params={"paper": 0, "mini": 0})
 def bicubic(scale: int = 2) -> Bicubic:
     return Bicubic(scale)
+
+
+class RefIgnoringBicubic(nn.Module):
+    """The bicubic baseline of a RefSR table: MATLAB bicubic up-sampling of ``lr``; the reference is ignored."""
+
+    def __init__(self, scale: int = 4):
+        super().__init__()
+        self.bicubic = Bicubic(scale)
+        self.scale = int(scale)
+
+    def forward(self, lr: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        return self.bicubic(lr)
+
+
+class NoisyInput(nn.Module):
+    """The denoising baseline as a parameter-free 'model': it returns its input, the noisy image."""
+    scale = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
