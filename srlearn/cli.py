@@ -334,6 +334,7 @@ def _cmd_report(args) -> int:
         print(f"{args.write_readme}: results block {'rewritten' if changed else 'already up to date'}")
         return 0
     print(report.results_markdown(args.dir))   # --markdown (the default)
+    return 0
 
 
 def _cmd_campaign(args) -> int:
