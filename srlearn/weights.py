@@ -121,16 +121,20 @@ def describe(info: dict) -> str:
 
 
 def pretrained_or(experiment: str, arm: str, fallback, what: str = "the model trained in this notebook",
-                  directory: str | os.PathLike | None = None, device="cpu") -> nn.Module:
+                  directory: str | os.PathLike | None = None, device="cpu", scale: int | None = None) -> nn.Module:
     """The shipped weights of ``experiment``/``arm`` (:func:`load_pretrained`), or ``fallback`` when they
     cannot be loaded (no manifest, no entry, a missing or changed file); prints one line saying which.
 
     ``fallback`` is a model or a function returning one (called only when needed); ``what`` names it in
-    the printed line. The returned model is in eval mode; its ``pretrained_info`` is the manifest entry,
-    or ``None`` for the fall-back.
+    the printed line. ``scale``: the factor the caller needs; shipped weights of another factor fall back
+    too. The returned model is in eval mode; its ``pretrained_info`` is the manifest entry, or ``None``
+    for the fall-back.
     """
     try:
         model = load_pretrained(experiment, arm, directory=directory, device=device)
+        have = model.pretrained_info.get("scale")
+        if scale is not None and have is not None and int(have) != int(scale):
+            raise ValueError(f"they are x{have} weights: this notebook runs x{scale}")
     except (FileNotFoundError, KeyError, ValueError) as err:
         model = fallback if isinstance(fallback, nn.Module) else fallback()
         if not isinstance(model, nn.Module):

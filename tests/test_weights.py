@@ -202,6 +202,8 @@ def test_pretrained_or_falls_back_with_one_line(trained, tmp_path, capsys, monke
     # an arm that is not in the manifest falls back too, and a function is called only then
     assert pretrained_or(EXP, "no-such-arm", lambda: live, directory=trained["dest"]) is live
     assert capsys.readouterr().out.startswith(f"{FALLBACK} {EXP}/no-such-arm (KeyError")
+    assert pretrained_or(EXP, "edsr-mini", live, directory=trained["dest"], scale=4) is live   # shipped: x2
+    assert capsys.readouterr().out.startswith(f"{FALLBACK} {EXP}/edsr-mini (ValueError: they are x2 weights")
     with pytest.raises(TypeError, match="fallback must be a model"):
         pretrained_or(EXP, "edsr-mini", lambda: None)
 
