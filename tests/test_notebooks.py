@@ -174,3 +174,34 @@ def test_headless_runner_reports_a_failing_cell(jupyter_env):
     # a timeout is a CellExecutionError too, and its message quotes the cell: check what was raised
     assert not isinstance(raised.value, CellTimeoutError), str(raised.value)[:500]
     assert (raised.value.ename, raised.value.evalue) == ("ValueError", "harness fixture: this cell raises on purpose")
+
+
+# (c) without the shipped weights ------------------------------------------------------------------
+
+#: the notebook run without data/weights: the quickest one (01: 23-30 s in quick mode on a shared 2-core CPU)
+NO_WEIGHTS_NOTEBOOK = "01_san_se_vs_soca.ipynb"
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_a_notebook_runs_top_to_bottom_without_the_shipped_weights(jupyter_env, tmp_path):
+    """Issue 13: with ``SRLEARN_WEIGHTS`` pointing at an empty folder, ``load_pretrained`` fails, and the
+    notebook falls back (one printed line) to its own live training and still runs top to bottom."""
+    from srlearn.weights import FALLBACK
+
+    path = NOTEBOOKS / NO_WEIGHTS_NOTEBOOK
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    try:
+        executed = run_headless(path, {**jupyter_env, "SRLEARN_WEIGHTS": str(empty)})
+    except CellExecutionError as e:
+        _fail_with_cell_error(path, e)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    errors = [f"{o.ename}: {o.evalue}" for o in outputs if o.output_type == "error"]
+    assert not errors, f"{path.name} without weights: {errors}"
+    stdout = "".join(o.get("text", "") for o in outputs if o.output_type == "stream" and o.name == "stdout")
+    fallbacks = [line for line in stdout.splitlines() if line.startswith(FALLBACK)]
+    assert fallbacks, f"{path.name} printed no '{FALLBACK} ...' line with SRLEARN_WEIGHTS={empty}"
+    assert all(str(empty) in line for line in fallbacks), fallbacks      # it looked where it was told to
+    loaded = [line for line in stdout.splitlines() if re.match(r"shipped weights \S+/\S+: ", line)]
+    assert not loaded, loaded                                              # and loaded nothing shipped
