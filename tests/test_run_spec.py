@@ -71,3 +71,11 @@ def test_results_record_each_runs_spec_and_a_changed_setting_cannot_reuse_its_ch
     assert res["runs"][0]["spec"]["train.lr"] == 1e-3 and res["precedence"][-1] == "command line"
     with pytest.raises(ValueError, match="config.lr: checkpoint has 0.001, this run has 0.002"):
         experiments.run("sr-basics", mode="quick", out=tmp_path, progress=False)
+
+
+def test_results_record_the_steps_the_runs_were_given(tmp_path, monkeypatch):
+    exp = experiments.get_experiment("sr-basics")
+    monkeypatch.setitem(exp.budgets, "quick", dataclasses.replace(exp.budgets["quick"], steps=4, batch_size=2,
+                                                                  val_every=0))
+    res = experiments.run("sr-basics", mode="quick", out=tmp_path, progress=False, sets=["train.steps=2"])
+    assert res["budget"]["steps"] == 2 and res["runs"][0]["history"]["last_step"] == 2

@@ -117,3 +117,9 @@ for _stem, _ids in {
     "05_ssen_deformable_offsets": ["55a69df1", "0034b314", "3656217f", "acd53772", "037a46ee", "90adcf77"],
 }.items():
     DECK[_stem] += [i for i in _ids if i not in DECK[_stem]]
+
+# The shipped weights and "try your own image" (issues 13 and 16) added cells to notebooks 00 and 02.
+DECK["00_super_resolution_basics"] += [i for i in ("nbA00-tables", "nbA00-own-md", "nbA00-official", "nbA00-questions")
+                                       if i not in DECK["00_super_resolution_basics"]]
+DECK["02_san_nonlocal_ssrg"] += [i for i in ("nbA02-nl-trained-md", "nbA02-nl-trained", "nbA02-nl-answer")
+                                 if i not in DECK["02_san_nonlocal_ssrg"]]

@@ -632,7 +632,7 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
                   "params": 0} for s in range(n_seeds)]
     results = {
         "version": RESULTS_VERSION, "experiment": exp.name, "description": exp.description,
-        "mode": mode, "scale": exp.scale, "seeds": n_seeds, "budget": asdict(budget), "precedence": list(PRECEDENCE),
+        "mode": mode, "scale": exp.scale, "seeds": n_seeds, "budget": _budget_record(budget, rows), "precedence": list(PRECEDENCE),
         "device": device_name(dev), "torch": torch.__version__, "commit": _commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "protocol": str(exp.scoring), "scoring": exp.scoring.to_dict(), "validation_images": [p[0] for p in pairs],
@@ -652,6 +652,15 @@ def run(name: str, mode: str | None = None, seeds: int | None = None, out: str |
         from .report import write_report
         write_report(results, out_dir)
     return results
+
+
+def _budget_record(budget: Budget, rows: list[dict]) -> dict:
+    """The budget as results.json records it, with the steps the runs' specs actually set (``--set train.steps``)."""
+    record = asdict(budget)
+    steps = {r["spec"]["train.steps"] for r in rows if "spec" in r}
+    if len(steps) == 1 and steps != {budget.steps}:
+        record["steps"], record["steps_from"] = steps.pop(), "the runs' spec (command line)"
+    return record
 
 
 def load_results(path: str | os.PathLike) -> dict:
