@@ -71,3 +71,11 @@ def test_table_rows_and_verdicts_come_from_the_manifest():
         assert {v["verdict"] for v in table.verdicts} == {ONE_SEED}
     md = table.to_markdown()
     assert entries[0]["protocol"] in md and ONE_SEED in md
+
+
+@needs_weights
+def test_quiet_load_prints_nothing_but_a_fallback_still_speaks(tmp_path, capsys):
+    shipped.pretrained_or("mirnet-fusion", "sum", torch.nn.Identity(), verbose=False)
+    assert capsys.readouterr().out == ""
+    shipped.pretrained_or("mirnet-fusion", "sum", torch.nn.Identity(), directory=tmp_path, verbose=False)
+    assert "no shipped weights" in capsys.readouterr().out

@@ -31,12 +31,13 @@ def weights_line(info: dict) -> str:
         raise ValueError(f"not a weights manifest entry (missing {e}); pass model.pretrained_info") from e
 
 
-def pretrained_or(experiment: str, arm: str, fallback=None, *, directory=None, what: str = "the live run's model"):
+def pretrained_or(experiment: str, arm: str, fallback=None, *, directory=None, what: str = "the live run's model",
+                  verbose: bool = True):
     """The shipped ``experiment/arm`` model, or ``fallback`` when the weights are not there; prints one line.
 
     ``fallback`` is a model or a function returning one (called only when needed). With no fallback the
     loader's error is raised. The returned model has ``pretrained_info`` (the manifest entry) when it is
-    the shipped one; a fallback gets ``pretrained_info = None``.
+    the shipped one; a fallback gets ``pretrained_info = None``. ``verbose=False`` prints only the fallback line.
     """
     try:
         model = load_pretrained(experiment, arm, directory=directory)
@@ -51,7 +52,8 @@ def pretrained_or(experiment: str, arm: str, fallback=None, *, directory=None, w
         except AttributeError:
             pass
         return model
-    print(weights_line(model.pretrained_info))
+    if verbose:
+        print(weights_line(model.pretrained_info))
     return model
 
 
