@@ -117,3 +117,11 @@ for _stem, _ids in {
     "05_ssen_deformable_offsets": ["55a69df1", "0034b314", "3656217f", "acd53772", "037a46ee", "90adcf77"],
 }.items():
     DECK[_stem] += [i for i in _ids if i not in DECK[_stem]]
+
+# Issue 13: the shipped weights' results tables (and their introductions) sit beside the live run's in the deck.
+for _stem, _ids in {
+    "03_srdensenet_dense_vs_residual": ["e3a1c0d1"],
+    "04_mirnet_skff_dau": ["f4b2d1e0", "f4b2d1e1"],
+    "05_ssen_deformable_offsets": ["a5c3e2f0", "a5c3e2f1"],
+}.items():
+    DECK[_stem] += [i for i in _ids if i not in DECK[_stem]]
