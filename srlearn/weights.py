@@ -38,7 +38,8 @@ FP16_TOLERANCE_DB = 0.01
 MAX_TOTAL_BYTES = 25 * 10**6
 
 __all__ = ["load_pretrained", "weights_dir", "read_manifest", "save_weights", "load_weights_file",
-           "export_weights", "fp16_delta", "sha256", "FP16_TOLERANCE_DB", "MAX_TOTAL_BYTES"]
+           "export_weights", "fp16_delta", "sha256", "FP16_TOLERANCE_DB", "MAX_TOTAL_BYTES",
+           "describe", "pretrained_or", "shipped_results", "FALLBACK"]
 
 
 def weights_dir() -> Path:
@@ -103,6 +104,77 @@ def load_pretrained(experiment: str, arm: str, directory: str | os.PathLike | No
     model = load_weights_file(path, device=device)
     model.pretrained_info = dict(entry)
     return model
+
+
+# -------------------------------------------------------------------------------------------- notebooks
+#: how the one line that :func:`pretrained_or` prints starts when it falls back (tests look for it)
+FALLBACK = "no shipped weights for"
+
+
+def describe(info: dict) -> str:
+    """One line saying what a manifest entry (``model.pretrained_info``) is: steps, device, data, score."""
+    base = info.get("baseline") or {}
+    return (f"shipped weights {info['experiment']}/{info['arm']}: {info.get('model')} {info.get('preset')}, "
+            f"{info.get('steps')} steps on {info.get('device')} ({info.get('mode')} mode, seed {info.get('seed')}), "
+            f"trained on {info.get('train_data')}; held-out {info['psnr']:.2f} dB "
+            f"({base.get('name', 'baseline')} {base.get('psnr', float('nan')):.2f} dB)")
+
+
+def pretrained_or(experiment: str, arm: str, fallback, what: str = "the model trained in this notebook",
+                  directory: str | os.PathLike | None = None, device="cpu", scale: int | None = None) -> nn.Module:
+    """The shipped weights of ``experiment``/``arm`` (:func:`load_pretrained`), or ``fallback`` when they
+    cannot be loaded (no manifest, no entry, a missing or changed file); prints one line saying which.
+
+    ``fallback`` is a model or a function returning one (called only when needed); ``what`` names it in
+    the printed line. ``scale``: the factor the caller needs; shipped weights of another factor fall back
+    too. The returned model is in eval mode; its ``pretrained_info`` is the manifest entry, or ``None``
+    for the fall-back.
+    """
+    try:
+        model = load_pretrained(experiment, arm, directory=directory, device=device)
+        have = model.pretrained_info.get("scale")
+        if scale is not None and have is not None and int(have) != int(scale):
+            raise ValueError(f"they are x{have} weights: this notebook runs x{scale}")
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        model = fallback if isinstance(fallback, nn.Module) else fallback()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"fallback must be a model or a function returning one, got {type(model).__name__}") from err
+        reason = str(err.args[0] if err.args else err).split(": ")[0]
+        print(f"{FALLBACK} {experiment}/{arm} ({type(err).__name__}: {reason}); using {what} instead")
+        model.pretrained_info = None
+        return model.eval()
+    print(describe(model.pretrained_info))
+    return model
+
+
+def shipped_results(experiment: str, directory: str | os.PathLike | None = None) -> dict:
+    """The shipped weights' held-out results of ``experiment`` as a results dict (the keys of
+    :func:`srlearn.experiments.run` that tables and verdicts read: runs, baseline, verdicts, protocol,
+    train_data, test_data, mode, device, seeds), built from the manifest; the verdicts come from
+    :func:`srlearn.experiments.core.verdict`, so one seed says so. A clear error when there are none."""
+    from .experiments import core
+
+    d = Path(directory) if directory is not None else weights_dir()
+    entries = [e for e in read_manifest(d).get("weights", []) if e["experiment"] == experiment]
+    if not entries:
+        raise KeyError(f"no shipped weights for experiment {experiment!r} in {d / MANIFEST}: {_FIX}")
+    exp = core.get_experiment(experiment)
+    first = entries[0]
+    rows = [{"arm": e["arm"], "seed": e["seed"], "psnr": e["psnr"], "ssim": e["ssim"], "params": e.get("params"),
+             "steps": e.get("steps"), "device": e.get("device")} for e in entries]
+    base = first["baseline"]
+    base_rows = [{"arm": exp.baseline_name, "seed": e["seed"], "psnr": base["psnr"], "ssim": base["ssim"], "params": 0}
+                 for e in entries[:1]]
+    arms = {r["arm"] for r in rows + base_rows}
+    return {"experiment": experiment, "mode": first.get("mode"), "device": first.get("device"),
+            "seeds": first.get("seeds_in_results"), "steps": sorted({e.get("steps") for e in entries}, key=str),
+            "protocol": first.get("protocol"), "train_data": first.get("train_data"),
+            "test_data": first.get("test_data"), "note": first.get("note", ""),
+            "baseline": {"arm": exp.baseline_name, "psnr": base["psnr"], "ssim": base["ssim"]},
+            "runs": rows,
+            "verdicts": [core.verdict(rows + base_rows, c, baseline=exp.baseline_name,
+                                      min_detectable=exp.min_detectable_db)
+                         for c in exp.comparisons if {c.better, c.worse} <= arms]}
 
 
 # ------------------------------------------------------------------------------------------------ files

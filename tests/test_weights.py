@@ -174,3 +174,53 @@ def test_shipped_weights_are_intact_small_and_beat_their_baseline():
     assert total <= MAX_TOTAL_BYTES
     listed = {e["file"] for e in manifest["weights"]}
     assert {str(p.relative_to(d)) for p in d.rglob("*.pt")} == listed    # no stray or missing files
+
+
+# ---------------------------------------------------------------------------------- notebook helpers
+def test_pretrained_or_loads_the_shipped_weights_and_says_what_they_are(trained, capsys):
+    from srlearn.weights import FALLBACK, pretrained_or
+
+    calls = []
+    model = pretrained_or(EXP, "edsr-mini", lambda: calls.append(1), directory=trained["dest"])
+    line = capsys.readouterr().out.strip()
+    assert calls == [] and model.pretrained_info["steps"] == 2 and not model.training
+    assert "\n" not in line and not line.startswith(FALLBACK)
+    assert f"{EXP}/edsr-mini" in line and "2 steps on" in line
+    assert f"trained on {model.pretrained_info['train_data']}" in line
+
+
+def test_pretrained_or_falls_back_with_one_line(trained, tmp_path, capsys, monkeypatch):
+    from srlearn.weights import FALLBACK, pretrained_or
+
+    live = srlearn.models.build("edsr", "mini", scale=2).train()
+    monkeypatch.setenv("SRLEARN_WEIGHTS", str(tmp_path))           # an empty folder: no manifest
+    model = pretrained_or(EXP, "edsr-mini", live, what="the live run")
+    out = capsys.readouterr().out
+    assert model is live and model.pretrained_info is None and not model.training
+    assert out.count("\n") == 1 and out.startswith(f"{FALLBACK} {EXP}/edsr-mini (FileNotFoundError")
+    assert out.strip().endswith("using the live run instead")
+    # an arm that is not in the manifest falls back too, and a function is called only then
+    assert pretrained_or(EXP, "no-such-arm", lambda: live, directory=trained["dest"]) is live
+    assert capsys.readouterr().out.startswith(f"{FALLBACK} {EXP}/no-such-arm (KeyError")
+    assert pretrained_or(EXP, "edsr-mini", live, directory=trained["dest"], scale=4) is live   # shipped: x2
+    assert capsys.readouterr().out.startswith(f"{FALLBACK} {EXP}/edsr-mini (ValueError: they are x2 weights")
+    with pytest.raises(TypeError, match="fallback must be a model"):
+        pretrained_or(EXP, "edsr-mini", lambda: None)
+
+
+def test_shipped_results_read_like_a_run_with_the_package_verdicts(trained):
+    from srlearn.experiments.report import results_rows
+    from srlearn.weights import shipped_results
+
+    res = shipped_results(EXP, directory=trained["dest"])
+    live = trained["results"]
+    (run,) = res["runs"]
+    assert (run["arm"], run["seed"], run["steps"]) == ("edsr-mini", 0, 2)
+    assert res["baseline"]["psnr"] == pytest.approx(live["baseline"]["psnr"])
+    assert res["protocol"] == live["protocol"]
+    assert [v["verdict"] for v in res["verdicts"]] == [v["verdict"] for v in live["verdicts"]]
+    assert all(v["verdict"] == core.ONE_SEED for v in res["verdicts"]) and res["verdicts"]
+    rows = results_rows(res)
+    assert [r["arm"] for r in rows] == ["bicubic", "edsr-mini"]
+    with pytest.raises(KeyError, match="no shipped weights for experiment 'san-attention'"):
+        shipped_results("san-attention", directory=trained["dest"])

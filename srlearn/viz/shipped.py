@@ -1,114 +1,56 @@
-"""The shipped weights in a notebook: load them or fall back in one printed line, and their results as a table.
+"""The shipped weights' results as one table: arm, held-out PSNR/SSIM, Δ vs the baseline, steps, train time,
+device and seeds, with the registered comparisons' verdicts as the package words them.
 
-    model = viz.pretrained_or("mirnet-fusion", "skff", fallback=lambda: load_model(...))   # prints one line
-    viz.shipped_table("mirnet-fusion")        # arm, held-out PSNR, baseline, steps, device; verdicts as the package words them
+    viz.shipped.shipped_table("mirnet-fusion")     # renders in a notebook; says "no shipped weights" when there are none
 
-Without shipped weights (no ``data/weights``, or ``SRLEARN_WEIGHTS`` pointing at an empty folder) both
-still work: ``pretrained_or`` prints why and returns the fallback, ``shipped_table`` says that there are none.
+The numbers and verdicts come from :func:`srlearn.weights.shipped_results` (the manifest read as a results
+dict, verdicts by ``srlearn.experiments.core.verdict``); loading a model with a fallback is
+:func:`srlearn.weights.pretrained_or`.
 """
 from __future__ import annotations
 
 import html
 
-from ..weights import load_pretrained, read_manifest
+from ..weights import read_manifest, shipped_results
 
-__all__ = ["weights_line", "pretrained_or", "shipped_entries", "shipped_table", "ShippedTable"]
+__all__ = ["shipped_table", "ShippedTable"]
 
 #: what a missing, incomplete or corrupt weights folder raises (srlearn.weights gives each a clear message)
-_MISSING = (FileNotFoundError, KeyError, ValueError, RuntimeError)
-
-
-def weights_line(info: dict) -> str:
-    """One line saying what a manifest entry is: experiment/arm, preset, steps, device, train data, PSNR."""
-    try:
-        base = info.get("baseline") or {}
-        psnr = f"; held-out {info['psnr']:.2f} dB" if "psnr" in info else ""
-        vs = f" vs {base['name']} {base['psnr']:.2f} dB" if psnr and "name" in base and "psnr" in base else ""
-        return (f"shipped weights {info['experiment']}/{info['arm']} ({info.get('model', '?')} "
-                f"'{info.get('preset', '?')}', seed {info.get('seed', 0)}): {info['steps']} steps on "
-                f"{info['device']}, trained on {info['train_data']}{psnr}{vs}")
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"not a weights manifest entry (missing {e}); pass model.pretrained_info") from e
-
-
-def pretrained_or(experiment: str, arm: str, fallback=None, *, directory=None, what: str = "the live run's model",
-                  verbose: bool = True):
-    """The shipped ``experiment/arm`` model, or ``fallback`` when the weights are not there; prints one line.
-
-    ``fallback`` is a model or a function returning one (called only when needed). With no fallback the
-    loader's error is raised. The returned model has ``pretrained_info`` (the manifest entry) when it is
-    the shipped one; a fallback gets ``pretrained_info = None``. ``verbose=False`` prints only the fallback line.
-    """
-    try:
-        model = load_pretrained(experiment, arm, directory=directory)
-    except _MISSING as err:
-        if fallback is None:
-            raise
-        model = fallback() if callable(fallback) and not hasattr(fallback, "state_dict") else fallback
-        reason = str(err).split(":")[0]
-        print(f"no shipped weights for {experiment}/{arm} ({type(err).__name__}: {reason}): using {what}")
-        try:
-            model.pretrained_info = None
-        except AttributeError:
-            pass
-        return model
-    if verbose:
-        print(weights_line(model.pretrained_info))
-    return model
-
-
-def shipped_entries(experiment: str, directory=None) -> list[dict]:
-    """The manifest entries of ``experiment``'s arms, in manifest order ([] when there are none)."""
-    manifest = read_manifest(directory)
-    return [e for e in manifest.get("weights", []) if e.get("experiment") == experiment]
+_MISSING = (FileNotFoundError, KeyError, ValueError)
 
 
 def shipped_table(experiment: str, directory=None) -> "ShippedTable":
-    """The shipped weights' held-out results of ``experiment``: one row per arm (PSNR, SSIM, Δ vs the
-    baseline, steps, train seconds, device, seeds) and the registered comparisons' verdicts, computed by
-    ``srlearn.experiments.verdict`` from the manifest's numbers (so worded exactly as the package words
-    them: one seed gives no verdict). Without shipped weights the table says so instead of failing."""
-    from ..experiments import get_experiment, verdict
-
+    """The shipped weights' held-out results of ``experiment``: one row per arm and the verdicts (one seed
+    gives "1 seed: no noise estimate, no verdict"). Without shipped weights the table says so instead of failing."""
     try:
-        entries = shipped_entries(experiment, directory)
+        res = shipped_results(experiment, directory=directory)
+        manifest = read_manifest(directory)
     except _MISSING as err:
-        return ShippedTable(experiment, [], [], note=f"no shipped weights ({type(err).__name__}: {str(err).split(':')[0]})")
-    if not entries:
-        return ShippedTable(experiment, [], [], note="no shipped weights for this experiment in the manifest")
-    exp = get_experiment(experiment)
-    base = entries[0].get("baseline") or {}
-    rows = [{"arm": e["arm"], "seed": e.get("seed", 0), "psnr": e["psnr"]} for e in entries]
-    if "psnr" in base:
-        rows.append({"arm": exp.baseline_name, "seed": 0, "psnr": base["psnr"]})
-    arms = {e["arm"] for e in entries}
-    verdicts = [verdict(rows, c, baseline=exp.baseline_name if "psnr" in base else None,
-                        min_detectable=exp.min_detectable_db)
-                for c in exp.comparisons if c.better in arms | {exp.baseline_name} and c.worse in arms | {exp.baseline_name}]
-    return ShippedTable(experiment, entries, verdicts)
+        reason = str(err.args[0] if err.args else err).split(": ")[0]
+        return ShippedTable(experiment, [], {}, note=f"no shipped weights ({type(err).__name__}: {reason})")
+    entries = [e for e in manifest.get("weights", []) if e.get("experiment") == experiment]
+    return ShippedTable(experiment, entries, res)
 
 
 class ShippedTable:
-    """The shipped weights' results, rendered as Markdown (``to_markdown``) or HTML in a notebook."""
+    """The shipped weights' results, rendered as Markdown (``to_markdown``) or HTML in a notebook.
+
+    ``entries``: the manifest entries (one per arm); ``results``: :func:`srlearn.weights.shipped_results`;
+    ``verdicts``: its verdict dicts, unchanged."""
 
     columns = ["arm", "held-out PSNR (dB)", "SSIM", "Δ vs baseline (dB)", "steps", "train s", "device", "seeds"]
 
-    def __init__(self, experiment: str, entries: list[dict], verdicts: list[dict], note: str = ""):
-        self.experiment, self.entries, self.verdicts, self.note = experiment, entries, verdicts, note
-
-    @property
-    def baseline(self) -> dict:
-        return (self.entries[0].get("baseline") or {}) if self.entries else {}
+    def __init__(self, experiment: str, entries: list[dict], results: dict, note: str = ""):
+        self.experiment, self.entries, self.results, self.note = experiment, entries, results, note
+        self.verdicts = list(results.get("verdicts", []))
 
     def cells(self) -> list[list[str]]:
-        base = self.baseline
-        body = []
-        if "psnr" in base:
-            body.append([f"{base.get('name', 'baseline')} (baseline)", f"{base['psnr']:.2f}",
-                         f"{base['ssim']:.4f}" if "ssim" in base else "—", "—", "—", "—", "—", "—"])
+        if not self.entries:
+            return []
+        base = self.results["baseline"]
+        body = [[f"{base['arm']} (baseline)", f"{base['psnr']:.2f}", f"{base['ssim']:.4f}", "—", "—", "—", "—", "—"]]
         for e in self.entries:
-            delta = f"{e['psnr'] - base['psnr']:+.2f}" if "psnr" in base else "—"
-            body.append([e["arm"], f"{e['psnr']:.2f}", f"{e['ssim']:.4f}" if "ssim" in e else "—", delta,
+            body.append([e["arm"], f"{e['psnr']:.2f}", f"{e['ssim']:.4f}", f"{e['psnr'] - base['psnr']:+.2f}",
                          str(e.get("steps", "?")), f"{e['train_seconds']:.0f}" if "train_seconds" in e else "?",
                          str(e.get("device", "?")), str(e.get("seeds_in_results", 1))])
         return body
@@ -116,12 +58,12 @@ class ShippedTable:
     def caption(self) -> str:
         if not self.entries:
             return f"{self.experiment}: {self.note}."
-        e = self.entries[0]
-        return (f"{self.experiment}, the shipped weights (seed 0): protocol {e.get('protocol', '?')}; "
-                f"tested on {e.get('test_data', '?')}; trained on {e.get('train_data', '?')}.")
+        r = self.results
+        return (f"{self.experiment}, the shipped weights (seed 0, {r.get('mode')} mode): protocol {r.get('protocol')}; "
+                f"tested on {r.get('test_data')}; trained on {r.get('train_data')}.")
 
     def verdict_lines(self) -> list[str]:
-        return [f"{v['claim'] or v['better'] + ' > ' + v['worse']}: {v['better']} − {v['worse']} = "
+        return [f"{v.get('claim') or v['better'] + ' > ' + v['worse']}: {v['better']} − {v['worse']} = "
                 f"{v['delta_psnr']:+.3f} dB -> {v['verdict']}" for v in self.verdicts]
 
     def to_markdown(self) -> str:
