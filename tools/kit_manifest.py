@@ -123,3 +123,11 @@ DECK["00_super_resolution_basics"] += [i for i in ("nbA00-tables", "nbA00-own-md
                                        if i not in DECK["00_super_resolution_basics"]]
 DECK["02_san_nonlocal_ssrg"] += [i for i in ("nbA02-nl-trained-md", "nbA02-nl-trained", "nbA02-nl-answer")
                                  if i not in DECK["02_san_nonlocal_ssrg"]]
+
+# Issue 13: the shipped weights' results tables (and their introductions) sit beside the live run's in the deck.
+for _stem, _ids in {
+    "03_srdensenet_dense_vs_residual": ["e3a1c0d1"],
+    "04_mirnet_skff_dau": ["f4b2d1e0", "f4b2d1e1"],
+    "05_ssen_deformable_offsets": ["a5c3e2f0", "a5c3e2f1"],
+}.items():
+    DECK[_stem] += [i for i in _ids if i not in DECK[_stem]]
