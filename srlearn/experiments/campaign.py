@@ -146,26 +146,23 @@ def plan_steps(costs: dict, seeds: int, workers: int, seconds: float, max_steps:
     while open_:
         used = sum(_exp_seconds(costs[n], seeds, steps[n]) for n in steps)
         share = max(0.0, total - used) / len(open_)
-        capped = []
-        for n in open_:
+        def fits(n: str) -> int:   # the steps of experiment n that fit its share (and the longest run)
             per_step = seeds * sum(t for t, _ in costs[n])
             fixed = seeds * sum(c for _, c in costs[n])
             s = math.floor((share - fixed) / per_step) if per_step > 0 else max_steps[n]
             if longest is not None:
                 worst = max(t for t, _ in costs[n]) or 1e-9
                 s = min(s, math.floor((longest - max(c for _, c in costs[n])) / worst))
-            if s >= max_steps[n]:
+            return s
+
+        capped = []
+        for n in open_:
+            if fits(n) >= max_steps[n]:
                 capped.append(n)
                 steps[n] = int(max_steps[n])
         if not capped:
             for n in open_:
-                per_step = seeds * sum(t for t, _ in costs[n])
-                fixed = seeds * sum(c for _, c in costs[n])
-                s = math.floor((share - fixed) / per_step) if per_step > 0 else max_steps[n]
-                if longest is not None:
-                    worst = max(t for t, _ in costs[n]) or 1e-9
-                    s = min(s, math.floor((longest - max(c for _, c in costs[n])) / worst))
-                steps[n] = int(max(min_steps, min(s, max_steps[n])))
+                steps[n] = int(max(min_steps, min(fits(n), max_steps[n])))
             break
         open_ = [n for n in open_ if n not in capped]
     return steps
