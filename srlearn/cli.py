@@ -129,7 +129,12 @@ def _cmd_replicate(args) -> int:
             print(f"# {name}, {m} mode; a later layer wins: {' < '.join(PRECEDENCE)}")
             for arm in exp.arms:
                 print(f"\n[{arm.name}]" + (" (a deliberate control)" if arm.control else ""))
-                print(resolve_spec(exp, arm, 0, m, sets=args.set).to_text())
+                spec = resolve_spec(exp, arm, 0, m, sets=args.set)
+                spec.config(progress=False)          # a mistyped --set train.KEY fails here, naming the valid keys
+                from .models.registry import _check_kwargs, get_spec
+                ms = get_spec(spec.model)
+                _check_kwargs(ms, {**ms.presets[spec.preset], **spec.model_kwargs})   # and a mistyped model.KEY
+                print(spec.to_text())
             print()
         return 0
     for name in names:

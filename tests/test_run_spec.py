@@ -60,6 +60,10 @@ def test_show_spec_prints_every_setting_and_its_layer(capsys):
     assert "[released-schedule] (a deliberate control)" in out
     assert "train.lr         = 0.0003   (command line)" in out and "model.preset     = 'small'   (budget)" in out
     assert "train.milestones = [2500, 5000" in out and "(budget[arm])" in out
+    assert cli.main(["replicate", "san-schedule", "--show-spec", "--set", "train.lrr=1"]) == 2
+    assert "unknown TrainConfig field(s) ['lrr']" in capsys.readouterr().err
+    assert cli.main(["replicate", "san-schedule", "--show-spec", "--set", "model.n_feat=8"]) == 2
+    assert "n_feats" in capsys.readouterr().err                               # the closest valid name
 
 
 def test_results_record_each_runs_spec_and_a_changed_setting_cannot_reuse_its_checkpoint(tmp_path, monkeypatch):

@@ -267,7 +267,7 @@ class RunSpec:
         extra = {"progress": progress, "device": device}
         if self.ckpt_path is not None:
             extra["ckpt_path"] = self.ckpt_path
-        return TrainConfig(**self.train, **extra)
+        return TrainConfig.from_dict({**self.train, **extra})   # an unknown field: an error listing the valid ones
 
     def identity(self) -> dict:
         """The entries besides the model spec and the config that the checkpoint records."""
